@@ -1,0 +1,399 @@
+/**
+ * \file kvmesh.h
+ * The one public header of kvmesh: a key/value cache of a transformer model,
+ * sharded over the ranks of an MPI job (semantics of EasyDeL's
+ * TransformerCache).
+ *
+ * Conventions.  Every fallible function returns a ::kvmesh_status_t and hands
+ * its results back through its last pointer arguments.  A function documented
+ * as "Collective on X" must be called by every rank of X and returns the same
+ * status on every rank; on failure it leaves every rank's objects as they
+ * were.  "Local" functions involve no other rank.  Handles are opaque;
+ * `kvmesh_X_free(&h)` accepts NULL and sets `*h` to NULL.
+ */
+#ifndef KVMESH_H
+#define KVMESH_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define KVMESH_NODISCARD __attribute__((warn_unused_result))
+#else
+#define KVMESH_NODISCARD
+#endif
+
+#define KVMESH_VERSION_MAJOR 0
+#define KVMESH_VERSION_MINOR 1
+
+/* ------------------------------------------------------------------------ */
+/** \name Status codes */
+
+/** Status of a call.  Larger values are worse: a collective call agrees on
+ *  the largest status any rank saw.  Values from ::KVMESH_ERR_MPI up carry
+ *  the MPI error code (status - KVMESH_ERR_MPI). */
+typedef enum {
+    KVMESH_SUCCESS = 0,
+    KVMESH_ERR_ARG,         /**< invalid argument (NULL, out of range) */
+    KVMESH_ERR_MESH_SPEC,   /**< malformed mesh specification */
+    KVMESH_ERR_MESH_SIZE,   /**< mesh does not match the communicator size */
+    KVMESH_ERR_META,        /**< invalid cache metadata */
+    KVMESH_ERR_LAYOUT,      /**< partition layout not usable for this call */
+    KVMESH_ERR_UNSUPPORTED, /**< feature not available in this build */
+    KVMESH_ERR_CAPACITY,    /**< append would exceed the cache length */
+    KVMESH_ERR_OVERFLOW,    /**< a size does not fit in size_t / int64_t */
+    KVMESH_ERR_MISMATCH,    /**< ranks passed different arguments */
+    KVMESH_ERR_NOMEM,       /**< memory allocation failed */
+    KVMESH_ERR_MPI = 1000   /**< MPI failed; status - KVMESH_ERR_MPI is its code */
+} kvmesh_status_t;
+
+/** Text for a status; never NULL.  For MPI failures the text includes
+ *  MPI's own error string.  Local. */
+const char *kvmesh_strerror(kvmesh_status_t status);
+
+/* ------------------------------------------------------------------------ */
+/** \name Element types */
+
+typedef enum {
+    KVMESH_F32 = 0, /**< IEEE binary32 */
+    KVMESH_F16,     /**< IEEE binary16 */
+    KVMESH_BF16     /**< bfloat16 */
+} kvmesh_dtype_t;
+
+/** Size in bytes of one element (0 for an unknown type).  Local. */
+size_t kvmesh_dtype_size(kvmesh_dtype_t dtype);
+
+/** Round-to-nearest-even conversions; NaN stays NaN (quiet), infinities
+ *  stay infinite.  Local. */
+uint16_t kvmesh_f32_to_bf16(float x);
+float kvmesh_bf16_to_f32(uint16_t h);
+uint16_t kvmesh_f32_to_f16(float x);
+float kvmesh_f16_to_f32(uint16_t h);
+
+/** Converts \p count elements from \p src (type \p src_type) into \p dst
+ *  (type \p dst_type).  Buffers must not overlap.  Local.
+ *  \param [out] dst        destination buffer
+ *  \param [in]  dst_type   destination element type
+ *  \param [in]  src        source buffer
+ *  \param [in]  src_type   source element type
+ *  \param [in]  count      number of elements */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_convert(void *dst, kvmesh_dtype_t dst_type, const void *src,
+               kvmesh_dtype_t src_type, size_t count);
+
+/* ------------------------------------------------------------------------ */
+/** \name Mesh: an MPI Cartesian communicator with named axes */
+
+typedef enum {
+    KVMESH_AXIS_DP = 0,
+    KVMESH_AXIS_FSDP,
+    KVMESH_AXIS_EP,
+    KVMESH_AXIS_TP,
+    KVMESH_AXIS_SP,
+    KVMESH_NAXES
+} kvmesh_axis_t;
+
+typedef struct kvmesh_mesh kvmesh_mesh_t;
+
+/** Parses a mesh specification such as "dp=1,fsdp=-1,ep=1,tp=1,sp=1" for a
+ *  communicator of \p nranks ranks.  Axes left out have size 1; at most one
+ *  size may be -1 and is inferred; an empty string or NULL means "fsdp=-1".
+ *  Local.
+ *  \param [in]  spec    the specification
+ *  \param [in]  nranks  communicator size the product must equal
+ *  \param [out] sizes   KVMESH_NAXES axis sizes, in kvmesh_axis_t order */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_mesh_parse(const char *spec, int nranks, int sizes[KVMESH_NAXES]);
+
+/** Creates a mesh over \p comm.  A spec that is bad on any rank, or differs
+ *  between ranks, fails on every rank.  Collective on \p comm.
+ *  \param [in]  comm  parent communicator (duplicated, not kept)
+ *  \param [in]  spec  mesh specification, see kvmesh_mesh_parse()
+ *  \param [out] mesh  the new mesh */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_mesh_create(MPI_Comm comm, const char *spec, kvmesh_mesh_t **mesh);
+
+/** Frees a mesh; accepts NULL and sets \p *mesh to NULL.  Collective on the
+ *  mesh communicator. */
+void kvmesh_mesh_free(kvmesh_mesh_t **mesh);
+
+/** Size of one mesh axis.  Local. */
+int kvmesh_mesh_size(const kvmesh_mesh_t *mesh, kvmesh_axis_t axis);
+/** This rank's coordinate on one mesh axis.  Local. */
+int kvmesh_mesh_coord(const kvmesh_mesh_t *mesh, kvmesh_axis_t axis);
+/** The mesh's Cartesian communicator (owned by the mesh).  Local. */
+MPI_Comm kvmesh_mesh_comm(const kvmesh_mesh_t *mesh);
+/** The sub-communicator of the ranks that differ only along \p axis
+ *  (owned by the mesh).  Local. */
+MPI_Comm kvmesh_mesh_axis_comm(const kvmesh_mesh_t *mesh, kvmesh_axis_t axis);
+/** Rank in the mesh communicator of the given coordinates (-1 if out of
+ *  range).  Local. */
+int kvmesh_mesh_rank_of(const kvmesh_mesh_t *mesh, const int coords[KVMESH_NAXES]);
+
+/* ------------------------------------------------------------------------ */
+/** \name Partition manager (after eformer's PartitionAxis) */
+
+typedef enum {
+    KVMESH_BATCH = 0,
+    KVMESH_QUERY_LENGTH,
+    KVMESH_KV_LENGTH,
+    KVMESH_HEAD,
+    KVMESH_KV_HEAD,
+    KVMESH_HEAD_DIM,
+    KVMESH_KV_HEAD_DIM,
+    KVMESH_NLOGICAL
+} kvmesh_logical_t;
+
+typedef enum {
+    KVMESH_MODE_PREFILL = 0,
+    KVMESH_MODE_DECODE,
+    KVMESH_MODE_INSERT,
+    KVMESH_NMODES
+} kvmesh_mode_t;
+
+/** Which rule table a rule goes into: the standard one, or the one that the
+ *  generation modes (DECODE, INSERT) use when a rule is set there. */
+typedef enum { KVMESH_RULES_STANDARD = 0, KVMESH_RULES_DECODE } kvmesh_rules_t;
+
+typedef struct kvmesh_partition kvmesh_partition_t;
+
+/** How one dimension of a global array is split over the mesh, for one rank. */
+typedef struct {
+    int64_t size;       /**< global size of the dimension */
+    int naxes;          /**< mesh axes it is split over (0: replicated) */
+    kvmesh_axis_t axes[KVMESH_NAXES]; /**< those axes, major first */
+    int64_t nblocks;    /**< product of their sizes */
+    int64_t block;      /**< this rank's block index */
+    int64_t local_size; /**< size / nblocks */
+    int64_t offset;     /**< block * local_size */
+} kvmesh_dim_t;
+
+/** Creates a partition manager with eformer's default rules: BATCH ->
+ *  (fsdp, dp), QUERY_LENGTH and KV_LENGTH -> sp, HEAD and KV_HEAD -> tp,
+ *  head dims unsharded; no decode rules.  The mesh must outlive it.  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_partition_create(const kvmesh_mesh_t *mesh, kvmesh_partition_t **part);
+
+/** Frees a partition manager; accepts NULL.  Local. */
+void kvmesh_partition_free(kvmesh_partition_t **part);
+
+/** Sets the rule of one logical axis: the tuple of mesh axes it is split
+ *  over, major first (\p naxes = 0: replicated).  Axes must be distinct.
+ *  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_partition_set_rule(kvmesh_partition_t *part, kvmesh_rules_t table,
+                          kvmesh_logical_t logical, const kvmesh_axis_t *axes,
+                          int naxes);
+
+/** Removes the decode rule of one logical axis, so that generation modes use
+ *  the standard rule again.  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_partition_unset_decode_rule(kvmesh_partition_t *part,
+                                   kvmesh_logical_t logical);
+
+/** Resolves the split of a dimension of \p size along \p logical in \p mode
+ *  for the mesh coordinates \p coords (NULL: this rank).  A size that is not
+ *  divisible by the product of the rule's axis sizes is left unsharded.
+ *  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_partition_resolve(const kvmesh_partition_t *part, kvmesh_mode_t mode,
+                         kvmesh_logical_t logical, int64_t size,
+                         const int coords[KVMESH_NAXES], kvmesh_dim_t *dim);
+
+/** Lists the ranks (of the mesh communicator) that hold element \p index of
+ *  an array of \p ndims dimensions with the given logical axes and shape,
+ *  in \p mode.  \p ranks needs room for the communicator size.  Local.
+ *  \param [out] ranks   owning ranks, ascending
+ *  \param [out] nranks  how many */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_partition_owners(const kvmesh_partition_t *part, kvmesh_mode_t mode,
+                        int ndims, const kvmesh_logical_t *logical,
+                        const int64_t *shape, const int64_t *index,
+                        int *ranks, int *nranks);
+
+/* ------------------------------------------------------------------------ */
+/** \name Cache metadata (TransformerCacheMetaData.create) */
+
+/** Caller-filled metadata; 0 means "not given" for the optional sizes. */
+typedef struct {
+    int64_t batch_size;        /**< > 0 */
+    int64_t sequence_length;   /**< > 0 */
+    int64_t num_hidden_layers; /**< > 0 */
+    int64_t pad_token_id;
+    int64_t num_heads;         /**< or both key_heads and value_heads */
+    int64_t head_dim;          /**< or both key_dim and value_dim */
+    int64_t key_heads, value_heads;
+    int64_t key_dim, value_dim;
+    int64_t sliding_window;    /**< 0: none; else > 0 */
+    bool update_causal_mask;
+    bool create_attention_bias;
+} kvmesh_meta_params_t;
+
+typedef struct kvmesh_meta kvmesh_meta_t;
+
+/** Sets \p p to "nothing given" (all zero, update_causal_mask true).  Local. */
+void kvmesh_meta_params_init(kvmesh_meta_params_t *p);
+
+/** Validates \p p and creates metadata with key/value heads and dims
+ *  resolved (falling back to num_heads / head_dim).  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_meta_create(const kvmesh_meta_params_t *p, kvmesh_meta_t **meta);
+
+/** The resolved metadata.  Local. */
+void kvmesh_meta_get(const kvmesh_meta_t *meta, kvmesh_meta_params_t *p);
+
+/** Frees metadata; accepts NULL.  Local. */
+void kvmesh_meta_free(kvmesh_meta_t **meta);
+
+/* ------------------------------------------------------------------------ */
+/** \name Mask details and mask info */
+
+typedef enum {
+    KVMESH_MASK_FULL = 0,
+    KVMESH_MASK_SLIDING,
+    KVMESH_MASK_CHUNK
+} kvmesh_mask_kind_t;
+
+/** Attention kind of one layer. */
+typedef struct {
+    kvmesh_mask_kind_t kind;
+    int64_t window; /**< SLIDING: window size W > 0 */
+    int64_t chunk;  /**< CHUNK: chunk size C > 0 */
+} kvmesh_mask_detail_t;
+
+/** The visibility rule: may query position \p q see kv position \p k in a
+ *  row whose left padding ends at \p start?  start <= k <= q, and for
+ *  SLIDING k > q - W, for CHUNK k / C == q / C.  Local. */
+bool kvmesh_mask_detail_allows(const kvmesh_mask_detail_t *detail,
+                               int64_t start, int64_t q, int64_t k);
+
+/** Mask info of the last concatenate of one layer (owned by the layer,
+ *  valid until its next concatenate). */
+typedef struct kvmesh_mask kvmesh_mask_t;
+
+/** Number of new (query) tokens n; the queries of global row b are the
+ *  positions [indexs[b] - n, indexs[b]).  Local. */
+int64_t kvmesh_mask_queries(const kvmesh_mask_t *mask);
+
+/** May query \p i (0 <= i < n) of global row \p row see kv position \p k?
+ *  Out-of-range arguments give false.  Local. */
+bool kvmesh_mask_allows(const kvmesh_mask_t *mask, int64_t row, int64_t i,
+                        int64_t k);
+
+/** Writes the boolean mask of this rank's local block, shape
+ *  [B_local, n, S_local], kv positions in storage-slot order, 1 = visible.
+ *  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_mask_materialize(const kvmesh_mask_t *mask, uint8_t *out);
+
+/* ------------------------------------------------------------------------ */
+/** \name The cache and its layers */
+
+typedef struct kvmesh_cache kvmesh_cache_t;
+typedef struct kvmesh_view kvmesh_view_t;
+
+/** Options of kvmesh_cache_init(). */
+typedef struct {
+    kvmesh_dtype_t dtype;                /**< storage type (default bf16) */
+    const kvmesh_mask_detail_t *details; /**< one per layer; NULL: all FULL */
+    const int32_t *starts;               /**< batch_size entries; NULL: 0 */
+    bool checked; /**< agree on per-token arguments with a message; also on
+                       when KVMESH_CHECK=1 is in the environment */
+} kvmesh_cache_params_t;
+
+/** Sets defaults: bf16, all layers FULL, starts 0, unchecked.  Local. */
+void kvmesh_cache_params_init(kvmesh_cache_params_t *p);
+
+/** Creates the cache: every layer's local key [B, S, Hk, Dk] and value
+ *  [B, S, Hv, Dv] shards, partitioned as [BATCH, KV_LENGTH, KV_HEAD,
+ *  KV_HEAD_DIM] in PREFILL mode, zeroed; indexs 0, starts as given.  Every
+ *  rank must pass the same metadata and options.  Collective on the
+ *  partition's mesh communicator.  \p meta and \p part are copied. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
+                  const kvmesh_cache_params_t *params, kvmesh_cache_t **cache);
+
+/** Frees the cache; accepts NULL.  Collective on the mesh communicator. */
+void kvmesh_cache_free(kvmesh_cache_t **cache);
+
+/** Number of layers.  Local. */
+int64_t kvmesh_cache_layers(const kvmesh_cache_t *cache);
+
+/** Bytes of K/V storage this rank holds.  Local. */
+size_t kvmesh_cache_local_bytes(const kvmesh_cache_t *cache);
+
+/** The view of layer \p layer (owned by the cache).  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_view(kvmesh_cache_t *cache, int64_t layer, kvmesh_view_t **view);
+
+/** Sets starts[slot .. slot + count) of every layer.  Every rank must pass
+ *  the same values.  Collective on the mesh communicator. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_insert_starts(kvmesh_cache_t *cache, int64_t slot, int64_t count,
+                           const int32_t *values);
+
+/** Sets indexs[slot .. slot + count) of every layer (0 <= value <= S).
+ *  Collective on the mesh communicator. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_insert_index(kvmesh_cache_t *cache, int64_t slot, int64_t count,
+                          const int32_t *values);
+
+/** Which tensor of a layer. */
+typedef enum { KVMESH_KEY = 0, KVMESH_VALUE = 1 } kvmesh_kv_t;
+
+/** Geometry of a rank-local 4-d block of a global [B, L, H, D] array. */
+typedef struct {
+    int64_t shape[4];  /**< local extents */
+    int64_t offset[4]; /**< global index of the first local element */
+    int64_t global[4]; /**< global extents */
+} kvmesh_block_t;
+
+/** Geometry of the input block of \p n new tokens that this rank passes to
+ *  kvmesh_view_concatenate() in \p mode: the rank's block of [B, n, H, D]
+ *  under [BATCH, QUERY_LENGTH, KV_HEAD, KV_HEAD_DIM].  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_input_block(const kvmesh_cache_t *cache, kvmesh_mode_t mode,
+                         int64_t n, kvmesh_kv_t which, kvmesh_block_t *block);
+
+/** Appends \p n new tokens to every row of one layer (DESIGN §4): row b
+ *  gets positions [indexs[b], indexs[b] + n).  \p key and \p value are this
+ *  rank's input blocks (see kvmesh_cache_input_block()) of type \p dtype,
+ *  converted to the cache type.  Tokens move between ranks only when the
+ *  input's query-length blocks do not line up with the cache's kv-length
+ *  blocks.  Fails with KVMESH_ERR_CAPACITY, changing nothing, when a row
+ *  would pass the cache length.  Collective on the mesh communicator.
+ *  \param [out] mask  mask info of this append (owned by the view) */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_view_concatenate(kvmesh_view_t *view, kvmesh_mode_t mode, int64_t n,
+                        kvmesh_dtype_t dtype, const void *key,
+                        const void *value, const kvmesh_mask_t **mask);
+
+/** This rank's local key or value block: its storage (row-major, the cache
+ *  type) and geometry.  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_view_local(const kvmesh_view_t *view, kvmesh_kv_t which,
+                  const void **data, kvmesh_block_t *block);
+
+/** Reads local positions [pos0, pos1) of local row \p row of the key or
+ *  value block, all local heads, converted to \p dtype, into \p out.  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_view_read(const kvmesh_view_t *view, kvmesh_kv_t which, int64_t row,
+                 int64_t pos0, int64_t pos1, kvmesh_dtype_t dtype, void *out);
+
+/** The replicated indexs (tokens written) and starts of all B rows.  Local. */
+const int32_t *kvmesh_view_indexs(const kvmesh_view_t *view);
+const int32_t *kvmesh_view_starts(const kvmesh_view_t *view);
+
+/** Mask detail of the layer.  Local. */
+kvmesh_mask_detail_t kvmesh_view_detail(const kvmesh_view_t *view);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVMESH_H */

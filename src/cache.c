@@ -1,0 +1,325 @@
+/* The whole cache: collective init and free, the replicated per-row state
+ * (insert_starts / insert_index), and the geometry of its blocks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "cache.h"
+#include "mesh.h"
+#include "status.h"
+
+void
+kvmesh_cache_params_init(kvmesh_cache_params_t *p)
+{
+    if (p) {
+        memset(p, 0, sizeof *p);
+        p->dtype = KVMESH_BF16;
+    }
+}
+
+static size_t
+align64(size_t n)
+{
+    return (n + 63) / 64 * 64;
+}
+
+static kvmesh_span_t
+span_of(const kvmesh_dim_t *d)
+{
+    kvmesh_span_t s = { d->offset, d->local_size };
+    return s;
+}
+
+/* Local checks of init's arguments; the caller agrees on the result. */
+static kvmesh_status_t
+check_args(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p)
+{
+    int64_t l, b;
+
+    if (kvmesh_dtype_size(p->dtype) == 0)
+        return KVMESH_ERR_ARG;
+    for (l = 0; p->details && l < mp->num_hidden_layers; l++) {
+        const kvmesh_mask_detail_t *d = &p->details[l];
+        if (d->kind == KVMESH_MASK_FULL)
+            continue;
+        if ((d->kind == KVMESH_MASK_SLIDING && d->window <= 0) ||
+            (d->kind == KVMESH_MASK_CHUNK && d->chunk <= 0) ||
+            (d->kind != KVMESH_MASK_SLIDING && d->kind != KVMESH_MASK_CHUNK))
+            return KVMESH_ERR_ARG;
+        return KVMESH_ERR_UNSUPPORTED;   /* sliding/chunk storage: not yet */
+    }
+    for (b = 0; p->starts && b < mp->batch_size; b++)
+        if (p->starts[b] < 0 || p->starts[b] > mp->sequence_length)
+            return KVMESH_ERR_ARG;
+    return KVMESH_SUCCESS;
+}
+
+/* Hash of everything that must be equal on every rank at init, field by
+ * field (struct padding is not data). */
+static uint64_t
+init_hash(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p,
+          const kvmesh_partition_t *part)
+{
+    int64_t v[16] = {
+        mp->batch_size, mp->sequence_length, mp->num_hidden_layers,
+        mp->pad_token_id, mp->num_heads, mp->head_dim, mp->key_heads,
+        mp->value_heads, mp->key_dim, mp->value_dim, mp->sliding_window,
+        mp->update_causal_mask, mp->create_attention_bias, p->dtype,
+        p->checked, 0
+    };
+    uint64_t h = kvm_hash(0, v, sizeof v);
+    int64_t l;
+    int t, a, i;
+
+    for (l = 0; p->details && l < mp->num_hidden_layers; l++) {
+        int64_t d[3] = { p->details[l].kind, p->details[l].window,
+                         p->details[l].chunk };
+        h = kvm_hash(h, d, sizeof d);
+    }
+    if (p->starts)
+        h = kvm_hash(h, p->starts, (size_t) mp->batch_size * sizeof(int32_t));
+    for (t = 0; t < 2; t++)
+        for (a = 0; a < KVMESH_NLOGICAL; a++) {
+            const kvmesh_rule_t *r = &part->rules[t][a];
+            int64_t d[2 + KVMESH_NAXES] = { r->set, r->naxes };
+            for (i = 0; i < r->naxes; i++)
+                d[2 + i] = r->axes[i];
+            h = kvm_hash(h, d, sizeof d);
+        }
+    return h;
+}
+
+/* Geometry, plans and memory of a cache whose arguments all ranks agreed on. */
+static kvmesh_status_t
+cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
+{
+    const kvmesh_mode_t pre = KVMESH_MODE_PREFILL;
+    kvmesh_dim_t d[4];
+    size_t off = 0, bytes[2];
+    int64_t l, L = c->meta.num_hidden_layers;
+    int t;
+
+    kvm_resolve(&c->part, pre, KVMESH_BATCH, c->B, NULL, &d[0]);
+    kvm_resolve(&c->part, pre, KVMESH_KV_LENGTH, c->S, NULL, &d[1]);
+    c->rows = span_of(&d[0]);
+    c->kv = span_of(&d[1]);
+    for (t = 0; t < 2; t++) {
+        kvm_resolve(&c->part, pre, KVMESH_KV_HEAD, c->H[t],
+                                        NULL, &d[2]);
+        kvm_resolve(&c->part, pre, KVMESH_KV_HEAD_DIM,
+                                        c->D[t], NULL, &d[3]);
+        c->head[t] = span_of(&d[2]);
+        c->dim[t] = span_of(&d[3]);
+        if (kvm_dims_overlap(c->mesh, &d[0], &d[1]) ||
+            kvm_dims_overlap(c->mesh, &d[0], &d[2]) ||
+            kvm_dims_overlap(c->mesh, &d[0], &d[3]) ||
+            kvm_dims_overlap(c->mesh, &d[1], &d[2]) ||
+            kvm_dims_overlap(c->mesh, &d[1], &d[3]) ||
+            kvm_dims_overlap(c->mesh, &d[2], &d[3]))
+            return KVMESH_ERR_LAYOUT;
+        bytes[t] = (size_t) (c->rows.len * c->kv.len * c->head[t].len *
+                             c->dim[t].len) * c->esize;
+    }
+    KVMESH_TRY(kvm_plans_build(c));
+
+    c->views = calloc((size_t) L, sizeof *c->views);
+    c->state = calloc((size_t) (L * 2 * c->B), sizeof *c->state);
+    if (!c->views || !c->state)
+        return KVMESH_ERR_NOMEM;
+    c->local_bytes = (size_t) L * (bytes[0] + bytes[1]);
+    c->region_bytes = (size_t) L * (align64(bytes[0]) + align64(bytes[1]));
+    c->region = kvm_region_alloc(c->region_bytes);
+    if (!c->region)
+        return KVMESH_ERR_NOMEM;
+    for (l = 0; l < L; l++) {
+        kvmesh_view_t *v = &c->views[l];
+        v->cache = c;
+        v->layer = l;
+        v->detail.kind = KVMESH_MASK_FULL;
+        if (p->details)
+            v->detail = p->details[l];
+        for (t = 0; t < 2; t++) {
+            v->data[t] = (char *) c->region + off;
+            off += align64(bytes[t]);
+        }
+        v->indexs = c->state + (size_t) (2 * l) * (size_t) c->B;
+        v->starts = v->indexs + c->B;
+        if (p->starts)
+            memcpy(v->starts, p->starts, (size_t) c->B * sizeof *v->starts);
+        v->mask.view = v;
+    }
+    return KVMESH_SUCCESS;
+}
+
+static void
+cache_destroy(kvmesh_cache_t *c)
+{
+    if (!c)
+        return;
+    kvm_plans_free(c);
+    kvm_region_free(c->region, c->region_bytes);
+    free(c->views);
+    free(c->state);
+    if (c->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&c->comm);
+    free(c);
+}
+
+kvmesh_status_t
+kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
+                  const kvmesh_cache_params_t *params, kvmesh_cache_t **out)
+{
+    kvmesh_cache_params_t defaults;
+    kvmesh_meta_params_t mp;
+    kvmesh_cache_t *c = NULL;
+    kvmesh_status_t st = KVMESH_SUCCESS;
+    MPI_Comm comm;
+    int64_t h;
+    int rc;
+    const char *env;
+
+    if (!part)
+        return KVMESH_ERR_ARG;   /* no communicator to agree over */
+    comm = part->mesh->cart;
+    kvmesh_cache_params_init(&defaults);
+    if (!params)
+        params = &defaults;
+    memset(&mp, 0, sizeof mp);
+    if (!meta || !out)
+        st = KVMESH_ERR_ARG;
+    else
+        kvmesh_meta_get(meta, &mp);
+    if (st == KVMESH_SUCCESS)
+        st = check_args(&mp, params);
+    h = st == KVMESH_SUCCESS ? (int64_t) init_hash(&mp, params, part) : 0;
+    KVMESH_TRY(kvm_agree_same(comm, st, &h, 1));
+
+    c = calloc(1, sizeof *c);
+    if (c) {
+        c->comm = MPI_COMM_NULL;
+        c->meta = mp;
+        c->part = *part;
+        c->mesh = part->mesh;
+        c->dtype = params->dtype;
+        c->esize = kvmesh_dtype_size(params->dtype);
+        env = getenv("KVMESH_CHECK");
+        c->checked = params->checked || (env && !strcmp(env, "1"));
+        c->B = mp.batch_size;
+        c->S = mp.sequence_length;
+        c->H[0] = mp.key_heads, c->H[1] = mp.value_heads;
+        c->D[0] = mp.key_dim, c->D[1] = mp.value_dim;
+        st = cache_build(c, params);
+    } else {
+        st = KVMESH_ERR_NOMEM;
+    }
+    /* the checked flag comes from the environment too: make it agree */
+    h = c ? c->checked : 0;
+    KVMESH_GOTO(st, kvm_agree_same(comm, st, &h, 1));
+    rc = MPI_Comm_dup(comm, &c->comm);
+    if (rc == MPI_SUCCESS)
+        MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
+    *out = c;
+    return KVMESH_SUCCESS;
+fail:
+    cache_destroy(c);
+    return st;
+}
+
+void
+kvmesh_cache_free(kvmesh_cache_t **cache)
+{
+    if (cache) {
+        cache_destroy(*cache);
+        *cache = NULL;
+    }
+}
+
+int64_t
+kvmesh_cache_layers(const kvmesh_cache_t *cache)
+{
+    return cache ? cache->meta.num_hidden_layers : 0;
+}
+
+size_t
+kvmesh_cache_local_bytes(const kvmesh_cache_t *cache)
+{
+    return cache ? cache->local_bytes : 0;
+}
+
+kvmesh_status_t
+kvmesh_cache_view(kvmesh_cache_t *cache, int64_t layer, kvmesh_view_t **view)
+{
+    if (!cache || !view || layer < 0 || layer >= cache->meta.num_hidden_layers)
+        return KVMESH_ERR_ARG;
+    *view = &cache->views[layer];
+    return KVMESH_SUCCESS;
+}
+
+/* Sets rows [slot, slot + count) of indexs (which 0) or starts (which 1) in
+ * every layer, after all ranks agreed on the arguments. */
+static kvmesh_status_t
+set_rows(kvmesh_cache_t *c, int which, int64_t slot, int64_t count,
+         const int32_t *values)
+{
+    kvmesh_status_t st = KVMESH_SUCCESS;
+    int64_t vals[3] = { slot, count, 0 }, b, l;
+
+    if (!c)
+        return KVMESH_ERR_ARG;
+    if (slot < 0 || count < 0 || slot > c->B - count || (count && !values))
+        st = KVMESH_ERR_ARG;
+    for (b = 0; st == KVMESH_SUCCESS && b < count; b++)
+        if (values[b] < 0 || values[b] > c->S)
+            st = KVMESH_ERR_ARG;
+    if (st == KVMESH_SUCCESS && count)
+        vals[2] = (int64_t) kvm_hash(0, values, (size_t) count * sizeof *values);
+    KVMESH_TRY(kvm_agree_same(c->comm, st, vals, 3));
+    for (l = 0; l < c->meta.num_hidden_layers; l++) {
+        int32_t *row = which ? c->views[l].starts : c->views[l].indexs;
+        if (count)
+            memcpy(row + slot, values, (size_t) count * sizeof *values);
+    }
+    return KVMESH_SUCCESS;
+}
+
+kvmesh_status_t
+kvmesh_cache_insert_starts(kvmesh_cache_t *cache, int64_t slot, int64_t count,
+                           const int32_t *values)
+{
+    return set_rows(cache, 1, slot, count, values);
+}
+
+kvmesh_status_t
+kvmesh_cache_insert_index(kvmesh_cache_t *cache, int64_t slot, int64_t count,
+                          const int32_t *values)
+{
+    return set_rows(cache, 0, slot, count, values);
+}
+
+kvmesh_status_t
+kvmesh_cache_input_block(const kvmesh_cache_t *c, kvmesh_mode_t mode,
+                         int64_t n, kvmesh_kv_t which, kvmesh_block_t *blk)
+{
+    const kvmesh_plan_t *pl;
+    int64_t qprod;
+
+    if (!c || !blk || mode >= KVMESH_NMODES || n <= 0 ||
+        (which != KVMESH_KEY && which != KVMESH_VALUE))
+        return KVMESH_ERR_ARG;
+    qprod = c->plan[mode][1].qprod;
+    pl = &c->plan[mode][qprod > 1 && n % qprod == 0];
+    blk->global[0] = c->B;
+    blk->global[1] = n;
+    blk->global[2] = c->H[which];
+    blk->global[3] = c->D[which];
+    blk->offset[0] = pl->in_rows.lo;
+    blk->shape[0] = pl->in_rows.len;
+    blk->shape[1] = n / pl->qprod;
+    blk->offset[1] = pl->qblock * blk->shape[1];
+    blk->offset[2] = pl->in_head[which].lo;
+    blk->shape[2] = pl->in_head[which].len;
+    blk->offset[3] = pl->in_dim[which].lo;
+    blk->shape[3] = pl->in_dim[which].len;
+    return KVMESH_SUCCESS;
+}

@@ -1,0 +1,19 @@
+/* Internal view of the mesh, shared by the partition manager and cache. */
+#ifndef KVMESH_MESH_H
+#define KVMESH_MESH_H
+
+#include "kvmesh.h"
+
+struct kvmesh_mesh {
+    MPI_Comm cart;                 /* Cartesian, row-major, not reordered */
+    MPI_Comm axis[KVMESH_NAXES];   /* ranks that differ only along one axis */
+    int size[KVMESH_NAXES];
+    int coord[KVMESH_NAXES];
+    int nranks, rank;
+};
+
+/** Coordinates of mesh rank \p rank (row-major, as MPI_Cart_create). */
+void kvm_mesh_coords_of(const kvmesh_mesh_t *mesh, int rank,
+                           int coords[KVMESH_NAXES]);
+
+#endif

@@ -1,0 +1,227 @@
+/* One layer: the concatenate collective (DESIGN §4) and read access to the
+ * rank-local K/V shards.  The decode path allocates nothing and, when the
+ * input's query length is replicated or lines up with the cache's kv
+ * blocks, sends no message: every decision is taken from the replicated
+ * indexs and the plans built at init. */
+#include <string.h>
+
+#include "cache.h"
+#include "dtype.h"
+#include "status.h"
+
+/* Writes ntok tokens of one row into the cache row at local position pos.
+ * src is laid out [ntok][in_head][in_dim] in type sdt. */
+static void
+place(const kvmesh_cache_t *c, const kvmesh_plan_t *pl, int t, void *data,
+      int64_t row, int64_t pos, const char *src, kvmesh_dtype_t sdt,
+      int64_t ntok)
+{
+    const kvmesh_span_t ih = pl->in_head[t], id = pl->in_dim[t];
+    const kvmesh_span_t h = c->head[t], d = c->dim[t];
+    const size_t ses = kvmesh_dtype_size(sdt);
+    char *dst = (char *) data +
+                (size_t) ((row * c->kv.len + pos) * h.len * d.len) * c->esize;
+    int64_t i, j;
+
+    if (ih.len == h.len && id.len == d.len) {   /* whole tokens: one run */
+        kvm_convert(dst, c->dtype, src, sdt, (size_t) (ntok * h.len * d.len));
+        return;
+    }
+    for (i = 0; i < ntok; i++)
+        for (j = 0; j < h.len; j++) {
+            const char *s = src + (size_t) (((i * ih.len + h.lo - ih.lo + j) *
+                                             id.len) + d.lo - id.lo) * ses;
+            kvm_convert(dst, c->dtype, s, sdt, (size_t) d.len);
+            dst += (size_t) d.len * c->esize;
+        }
+}
+
+/* Token range [j0, j1) of query block [qlo, qlo + nq) that lands in kv
+ * span kv of a row holding c tokens; empty when j0 >= j1. */
+static inline void
+landing(int64_t qlo, int64_t nq, kvmesh_span_t kv, int64_t c, int64_t *j0,
+        int64_t *j1)
+{
+    *j0 = qlo > kv.lo - c ? qlo : kv.lo - c;
+    *j1 = qlo + nq < kv.lo + kv.len - c ? qlo + nq : kv.lo + kv.len - c;
+}
+
+/* Moves the new tokens to their owners and stores them. */
+static kvmesh_status_t
+route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
+      kvmesh_dtype_t dt, const void *const in[2])
+{
+    kvmesh_cache_t *c = v->cache;
+    const size_t ses = kvmesh_dtype_size(dt);
+    const int64_t nq = n / pl->qprod, qlo = pl->qblock * nq;
+    size_t tok[2];
+    int64_t k, gb, nreq = 0;
+    int t, rc = MPI_SUCCESS;
+    bool direct = dt == c->dtype;
+
+    for (t = 0; t < 2; t++) {
+        tok[t] = (size_t) (pl->in_head[t].len * pl->in_dim[t].len) * ses;
+        direct = direct && pl->in_head[t].len == c->head[t].len &&
+                 pl->in_dim[t].len == c->dim[t].len;
+    }
+    /* sends: my query block's tokens that other members of my group store */
+    for (k = 0; k < pl->qprod && rc == MPI_SUCCESS; k++) {
+        if (k == pl->qblock)
+            continue;
+        for (gb = pl->peer_rows[k].lo;
+             gb < pl->peer_rows[k].lo + pl->peer_rows[k].len; gb++) {
+            int64_t j0, j1;
+            landing(qlo, nq, pl->peer_kv[k], v->indexs[gb], &j0, &j1);
+            if (j0 >= j1)
+                continue;
+            for (t = 0; t < 2 && rc == MPI_SUCCESS; t++) {
+                const char *s = (const char *) in[t] +
+                    (size_t) ((gb - pl->in_rows.lo) * nq + j0 - qlo) * tok[t];
+                rc = MPI_Isend(s, (int) ((size_t) (j1 - j0) * tok[t]), MPI_BYTE,
+                               pl->peer[k], t, c->comm, &c->reqs[nreq++]);
+            }
+        }
+    }
+    /* my own tokens that I store */
+    for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++) {
+        int64_t j0, j1, cb = v->indexs[gb];
+        landing(qlo, nq, c->kv, cb, &j0, &j1);
+        if (j0 >= j1)
+            continue;
+        for (t = 0; t < 2; t++)
+            place(c, pl, t, v->data[t], gb - c->rows.lo, cb + j0 - c->kv.lo,
+                  (const char *) in[t] +
+                      (size_t) ((gb - pl->in_rows.lo) * nq + j0 - qlo) * tok[t],
+                  dt, j1 - j0);
+    }
+    /* receives, in the order each peer sent them */
+    for (k = 0; k < pl->qprod && rc == MPI_SUCCESS; k++) {
+        if (k == pl->qblock)
+            continue;
+        for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++) {
+            int64_t j0, j1, cb = v->indexs[gb], row = gb - c->rows.lo;
+            landing(k * nq, nq, c->kv, cb, &j0, &j1);
+            if (j0 >= j1)
+                continue;
+            for (t = 0; t < 2 && rc == MPI_SUCCESS; t++) {
+                int bytes = (int) ((size_t) (j1 - j0) * tok[t]);
+                if (direct) {
+                    char *d = (char *) v->data[t] + (size_t) ((row * c->kv.len +
+                        cb + j0 - c->kv.lo) * c->head[t].len * c->dim[t].len) *
+                        c->esize;
+                    rc = MPI_Irecv(d, bytes, MPI_BYTE, pl->peer[k], t, c->comm,
+                                   &c->reqs[nreq++]);
+                } else {
+                    rc = MPI_Recv(c->scratch, bytes, MPI_BYTE, pl->peer[k], t,
+                                  c->comm, MPI_STATUS_IGNORE);
+                    if (rc == MPI_SUCCESS)
+                        place(c, pl, t, v->data[t], row, cb + j0 - c->kv.lo,
+                              c->scratch, dt, j1 - j0);
+                }
+            }
+        }
+    }
+    if (nreq) {
+        int wrc = MPI_Waitall((int) nreq, c->reqs, MPI_STATUSES_IGNORE);
+        if (rc == MPI_SUCCESS)
+            rc = wrc;
+    }
+    return KVMESH_MPI(rc);
+}
+
+kvmesh_status_t
+kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
+                        kvmesh_dtype_t dtype, const void *key,
+                        const void *value, const kvmesh_mask_t **mask)
+{
+    const void *in[2] = { key, value };
+    kvmesh_status_t st = KVMESH_SUCCESS;
+    const kvmesh_plan_t *pl;
+    kvmesh_cache_t *c;
+    int64_t b, qprod;
+
+    if (!v)
+        return KVMESH_ERR_ARG;
+    c = v->cache;
+    if (mode >= KVMESH_NMODES || n <= 0 || kvmesh_dtype_size(dtype) == 0 ||
+        !key || !value)
+        st = KVMESH_ERR_ARG;
+    if (c->checked) {
+        /* arguments that may differ between ranks cost a message to agree on */
+        int64_t vals[4] = { (int64_t) mode, n, (int64_t) dtype, v->layer };
+        KVMESH_TRY(kvm_agree_same(c->comm, st, vals, 4));
+    }
+    KVMESH_TRY(st);
+    /* from here on every verdict comes from replicated state */
+    for (b = 0; b < c->B; b++)
+        if (n > c->S - v->indexs[b])
+            return KVMESH_ERR_CAPACITY;
+    qprod = c->plan[mode][1].qprod;
+    pl = &c->plan[mode][qprod > 1 && n % qprod == 0];
+    KVMESH_TRY(pl->verdict);
+    KVMESH_TRY(route(v, pl, n, dtype, in));
+    for (b = 0; b < c->B; b++)
+        v->indexs[b] += (int32_t) n;
+    v->mask.n = n;
+    if (mask)
+        *mask = &v->mask;
+    return KVMESH_SUCCESS;
+}
+
+kvmesh_status_t
+kvmesh_view_local(const kvmesh_view_t *v, kvmesh_kv_t which, const void **data,
+                  kvmesh_block_t *blk)
+{
+    const kvmesh_cache_t *c;
+
+    if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !blk)
+        return KVMESH_ERR_ARG;
+    c = v->cache;
+    if (data)
+        *data = v->data[which];
+    blk->global[0] = c->B, blk->global[1] = c->S;
+    blk->global[2] = c->H[which], blk->global[3] = c->D[which];
+    blk->offset[0] = c->rows.lo, blk->shape[0] = c->rows.len;
+    blk->offset[1] = c->kv.lo, blk->shape[1] = c->kv.len;
+    blk->offset[2] = c->head[which].lo, blk->shape[2] = c->head[which].len;
+    blk->offset[3] = c->dim[which].lo, blk->shape[3] = c->dim[which].len;
+    return KVMESH_SUCCESS;
+}
+
+kvmesh_status_t
+kvmesh_view_read(const kvmesh_view_t *v, kvmesh_kv_t which, int64_t row,
+                 int64_t pos0, int64_t pos1, kvmesh_dtype_t dtype, void *out)
+{
+    const kvmesh_cache_t *c;
+    size_t per;
+
+    if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !out)
+        return KVMESH_ERR_ARG;
+    c = v->cache;
+    if (row < 0 || row >= c->rows.len || pos0 < 0 || pos0 > pos1 ||
+        pos1 > c->kv.len)
+        return KVMESH_ERR_ARG;
+    per = (size_t) (c->head[which].len * c->dim[which].len);
+    return kvmesh_convert(out, dtype, (const char *) v->data[which] +
+                          (size_t) (row * c->kv.len + pos0) * per * c->esize,
+                          c->dtype, (size_t) (pos1 - pos0) * per);
+}
+
+const int32_t *
+kvmesh_view_indexs(const kvmesh_view_t *v)
+{
+    return v ? v->indexs : NULL;
+}
+
+const int32_t *
+kvmesh_view_starts(const kvmesh_view_t *v)
+{
+    return v ? v->starts : NULL;
+}
+
+kvmesh_mask_detail_t
+kvmesh_view_detail(const kvmesh_view_t *v)
+{
+    kvmesh_mask_detail_t none = { KVMESH_MASK_FULL, 0, 0 };
+    return v ? v->detail : none;
+}

@@ -1,0 +1,51 @@
+/* Serial reference of kvmesh's semantics (DESIGN §4), written from the
+ * design text alone with plain loops over global arrays.  It shares no code
+ * with src/: its rounding, encodings and mask rule are its own. */
+#ifndef KVREF_H
+#define KVREF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { REF_F32 = 0, REF_F16 = 1, REF_BF16 = 2 };   /* as kvmesh_dtype_t */
+enum { REF_FULL = 0, REF_SLIDING = 1, REF_CHUNK = 2 };
+
+/** x rounded to the nearest value of type dt, ties to even (doubles hold
+ *  every value of the three types exactly). */
+double ref_round(double x, int dt);
+/** Bit pattern of v, which must be a value of type dt. */
+uint32_t ref_encode(double v, int dt);
+/** Value of a bit pattern of type dt. */
+double ref_decode(uint32_t bits, int dt);
+/** Bytes per element. */
+int ref_size(int dt);
+
+/** The synthetic workload of DESIGN §8, before any rounding. */
+double ref_synth(int t, int64_t l, int64_t b, int64_t p, int64_t h, int64_t d);
+
+/** May query position q see kv position k? */
+bool ref_allows(int kind, int64_t window, int64_t chunk, int64_t start,
+                int64_t q, int64_t k);
+
+typedef struct {
+    int64_t L, B, S, H[2], D[2];
+    int dtype;
+    double **kv;          /* [L * 2] global arrays [B][S][H][D], cache-rounded */
+    int32_t *indexs;      /* [L][B] */
+    int32_t *starts;      /* [L][B] */
+} ref_cache_t;
+
+ref_cache_t *ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
+                        const int64_t D[2], int dtype);
+void ref_free(ref_cache_t *r);
+
+/** Element (b, s, h, d) of tensor t (0 key, 1 value) of layer l. */
+double *ref_at(ref_cache_t *r, int64_t l, int t, int64_t b, int64_t s,
+               int64_t h, int64_t d);
+
+/** Appends n tokens to every row of layer l.  in[t] is the global input
+ *  [B][n][H][D] (exact values of the input type).  Returns false (and
+ *  changes nothing) when a row would exceed S. */
+bool ref_concat(ref_cache_t *r, int64_t l, int64_t n, const double *const in[2]);
+
+#endif

@@ -1,0 +1,89 @@
+/* Metadata validation: every error branch, and the fallbacks. */
+#include <stdint.h>
+
+#include "kvmesh.h"
+#include "suites.h"
+
+static kvmesh_meta_params_t
+good(void)
+{
+    kvmesh_meta_params_t p;
+    kvmesh_meta_params_init(&p);
+    p.batch_size = 2, p.sequence_length = 16, p.num_hidden_layers = 3;
+    p.num_heads = 4, p.head_dim = 8;
+    return p;
+}
+
+static kvmesh_status_t
+create(kvmesh_meta_params_t p)
+{
+    kvmesh_meta_t *m = NULL;
+    kvmesh_status_t st = kvmesh_meta_create(&p, &m);
+    CU_ASSERT((st == KVMESH_SUCCESS) == (m != NULL));
+    kvmesh_meta_free(&m);
+    return st;
+}
+
+static void
+test_fallbacks(void)
+{
+    kvmesh_meta_params_t p = good(), r;
+    kvmesh_meta_t *m = NULL;
+
+    p.value_dim = 6, p.key_heads = 2;
+    p.pad_token_id = -7, p.sliding_window = 5;
+    CU_ASSERT_EQUAL_FATAL(kvmesh_meta_create(&p, &m), KVMESH_SUCCESS);
+    kvmesh_meta_get(m, &r);
+    CU_ASSERT(r.key_dim == 8 && r.value_dim == 6 && r.key_heads == 2 && r.value_heads == 4);
+    CU_ASSERT(r.pad_token_id == -7 && r.sliding_window == 5 && r.update_causal_mask);
+    kvmesh_meta_free(&m);
+    CU_ASSERT_PTR_NULL(m);
+    p = good();
+    p.head_dim = 0, p.key_dim = 3, p.value_dim = 5;
+    p.num_heads = 0, p.key_heads = 1, p.value_heads = 2;
+    CU_ASSERT_EQUAL(create(p), KVMESH_SUCCESS);
+}
+
+static void
+test_errors(void)
+{
+    kvmesh_meta_params_t p;
+    kvmesh_meta_t *m = NULL;
+
+#define BAD(field, value, want) do { p = good(); p.field = value; \
+        CU_ASSERT_EQUAL(create(p), want); } while (0)
+    BAD(batch_size, 0, KVMESH_ERR_META);
+    BAD(batch_size, -1, KVMESH_ERR_META);
+    BAD(sequence_length, 0, KVMESH_ERR_META);
+    BAD(num_hidden_layers, 0, KVMESH_ERR_META);
+    BAD(num_heads, -4, KVMESH_ERR_META);
+    BAD(head_dim, -8, KVMESH_ERR_META);
+    BAD(key_heads, -1, KVMESH_ERR_META);
+    BAD(value_heads, -1, KVMESH_ERR_META);
+    BAD(key_dim, -1, KVMESH_ERR_META);
+    BAD(value_dim, -1, KVMESH_ERR_META);
+    BAD(sliding_window, -3, KVMESH_ERR_META);
+    BAD(head_dim, 0, KVMESH_ERR_META);                    /* no dims at all */
+    p = good(); p.head_dim = 0; p.key_dim = 8;            /* only one of the pair */
+    CU_ASSERT_EQUAL(create(p), KVMESH_ERR_META);
+    p = good(); p.num_heads = 0; p.value_heads = 8;
+    CU_ASSERT_EQUAL(create(p), KVMESH_ERR_META);
+    BAD(sequence_length, INT64_MAX / 2, KVMESH_ERR_OVERFLOW);
+    p = good(); p.batch_size = 1 << 20; p.sequence_length = 1 << 20;
+    p.num_hidden_layers = 1 << 12; p.head_dim = 1 << 12;
+    CU_ASSERT_EQUAL(create(p), KVMESH_ERR_OVERFLOW);
+#undef BAD
+    CU_ASSERT_EQUAL(kvmesh_meta_create(NULL, &m), KVMESH_ERR_ARG);
+    p = good();
+    CU_ASSERT_EQUAL(kvmesh_meta_create(&p, NULL), KVMESH_ERR_ARG);
+}
+
+int
+add_meta_suite(void)
+{
+    CU_pSuite s = CU_add_suite("metadata", NULL, NULL);
+    if (!s)
+        return 1;
+    return !CU_add_test(s, "fallbacks", test_fallbacks) ||
+           !CU_add_test(s, "errors", test_errors);
+}
