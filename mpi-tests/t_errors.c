@@ -179,10 +179,35 @@ main(int argc, char **argv)
         h_expect_all(st, KVMESH_ERR_ARG, "slot past B on one rank");
         unchanged(c, &s, "bad insert_index");
     }
-    for (t = 0; t < 2; t++)
-        free(in[t]);
     kvmesh_cache_free(&c);
     H_CHECK(c == NULL, "free sets NULL");
+
+    /* decode inputs split over sp along heads while the cache holds all
+     * heads on every rank: no rank's input covers its cache block */
+    {
+        static const kvmesh_axis_t sp = KVMESH_AXIS_SP;
+        kvmesh_status_t want = h_size == 2 || h_size == 4 ? KVMESH_ERR_LAYOUT
+                                                          : KVMESH_SUCCESS;
+        snap_t s;
+
+        H_OK(kvmesh_partition_set_rule(part, KVMESH_RULES_DECODE, KVMESH_KV_HEAD, &sp, 1));
+        st = make_cache(mesh, &part, &c, B, false);
+        h_expect_all(st, KVMESH_SUCCESS, "cache with split decode heads");
+        if (st == KVMESH_SUCCESS) {
+            H_OK(kvmesh_cache_view(c, 0, &v));
+            s = snapshot(c);
+            st = kvmesh_view_concatenate(v, KVMESH_MODE_DECODE, 1, KVMESH_F32, in[0],
+                                         in[1], NULL);
+            h_expect_all(st, want, "input heads do not cover the cache's");
+            if (want != KVMESH_SUCCESS)
+                unchanged(c, &s, "layout refused");
+            else
+                free(s.key);
+        }
+        kvmesh_cache_free(&c);
+    }
+    for (t = 0; t < 2; t++)
+        free(in[t]);
     kvmesh_cache_free(&c);
     kvmesh_partition_free(&part);
     kvmesh_mesh_free(&mesh);

@@ -23,4 +23,10 @@ for log in tests/unit.log mpi-tests/runtests.log; do
         grep -v '^PASS mpi-tests/runtests\|^FAIL mpi-tests/runtests' "$log"
     fi
 done
+# one closing line for the whole suite: CUnit tests plus multi-rank runs
+unit=$(awk '$1 == "tests" { print $4, $5 }' tests/unit.log 2>/dev/null || true)
+mpi=$(sed -n 's/^mpi-tests: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
+      mpi-tests/runtests.log 2>/dev/null || true)
+set -- ${unit:-0 1} ${mpi:-0 1}
+echo "total: $(($1 + $3)) passed, $(($2 + $4)) failed"
 exit $status
