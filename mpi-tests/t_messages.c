@@ -1,0 +1,147 @@
+/* Counts the MPI calls kvmesh makes (through the PMPI profiling interface)
+ * to show that concatenate sends no message it does not need: none for a
+ * decode step or an aligned prefill, point-to-point only for a misaligned
+ * prefill, and exactly one allreduce in checked mode. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static long n_p2p, n_coll;
+
+int
+MPI_Isend(const void *b, int c, MPI_Datatype t, int d, int g, MPI_Comm m, MPI_Request *r)
+{
+    n_p2p++;
+    return PMPI_Isend(b, c, t, d, g, m, r);
+}
+
+int
+MPI_Send(const void *b, int c, MPI_Datatype t, int d, int g, MPI_Comm m)
+{
+    n_p2p++;
+    return PMPI_Send(b, c, t, d, g, m);
+}
+
+int
+MPI_Irecv(void *b, int c, MPI_Datatype t, int s, int g, MPI_Comm m, MPI_Request *r)
+{
+    n_p2p++;
+    return PMPI_Irecv(b, c, t, s, g, m, r);
+}
+
+int
+MPI_Recv(void *b, int c, MPI_Datatype t, int s, int g, MPI_Comm m, MPI_Status *st)
+{
+    n_p2p++;
+    return PMPI_Recv(b, c, t, s, g, m, st);
+}
+
+int
+MPI_Allreduce(const void *s, void *r, int c, MPI_Datatype t, MPI_Op o, MPI_Comm m)
+{
+    n_coll++;
+    return PMPI_Allreduce(s, r, c, t, o, m);
+}
+
+int
+MPI_Barrier(MPI_Comm m)
+{
+    n_coll++;
+    return PMPI_Barrier(m);
+}
+
+#define B 4
+#define S 16
+
+static kvmesh_cache_t *
+make(kvmesh_partition_t *part, bool checked)
+{
+    kvmesh_meta_params_t mp;
+    kvmesh_cache_params_t cp;
+    kvmesh_meta_t *meta = NULL;
+    kvmesh_cache_t *c = NULL;
+
+    kvmesh_meta_params_init(&mp);
+    mp.batch_size = B, mp.sequence_length = S, mp.num_hidden_layers = 1;
+    mp.num_heads = 2, mp.head_dim = 4;
+    H_OK(kvmesh_meta_create(&mp, &meta));
+    kvmesh_cache_params_init(&cp);
+    cp.checked = checked;
+    H_OK(kvmesh_cache_init(meta, part, &cp, &c));
+    kvmesh_meta_free(&meta);
+    return c;
+}
+
+/* Appends n tokens and returns this rank's (p2p, collective) call counts. */
+static void
+append(kvmesh_cache_t *c, kvmesh_mode_t mode, int64_t n, long *p2p, long *coll)
+{
+    kvmesh_view_t *v;
+    kvmesh_block_t blk;
+    void *in[2];
+    int t;
+
+    for (t = 0; t < 2; t++) {
+        H_OK(kvmesh_cache_input_block(c, mode, n, (kvmesh_kv_t) t, &blk));
+        in[t] = calloc((size_t) (blk.shape[0] * blk.shape[1] * blk.shape[2] * blk.shape[3]), 2);
+    }
+    H_OK(kvmesh_cache_view(c, 0, &v));
+    n_p2p = n_coll = 0;
+    H_OK(kvmesh_view_concatenate(v, mode, n, KVMESH_BF16, in[0], in[1], NULL));
+    *p2p = n_p2p, *coll = n_coll;
+    free(in[0]);
+    free(in[1]);
+}
+
+int
+main(int argc, char **argv)
+{
+    kvmesh_mesh_t *mesh = NULL;
+    kvmesh_partition_t *part = NULL;
+    kvmesh_cache_t *c;
+    long p2p, coll, total[2];
+    int32_t idx[B] = { 0, 0, 0, 0 };
+    char spec[32];
+    int sp;
+
+    h_init(&argc, &argv);
+    sp = h_size % 2 == 0 ? 2 : 1;
+    snprintf(spec, sizeof spec, "sp=%d,fsdp=-1", sp);
+    H_OK(kvmesh_mesh_create(MPI_COMM_WORLD, spec, &mesh));
+    H_OK(kvmesh_partition_create(mesh, &part));
+
+    c = make(part, false);
+    /* prefill of the whole length from empty rows: query blocks = kv blocks */
+    append(c, KVMESH_MODE_PREFILL, S, &p2p, &coll);
+    H_CHECK(p2p == 0 && coll == 0, "aligned prefill n=S: %ld p2p, %ld collective", p2p, coll);
+    H_OK(kvmesh_cache_insert_index(c, 0, B, idx));
+    /* decode: query length 1 is replicated, nothing moves */
+    append(c, KVMESH_MODE_DECODE, 1, &p2p, &coll);
+    H_CHECK(p2p == 0 && coll == 0, "decode: %ld p2p, %ld collective calls", p2p, coll);
+    /* a chunk that starts at 1 and spans both sp blocks: misaligned */
+    append(c, KVMESH_MODE_PREFILL, 2 * sp, &p2p, &coll);
+    H_CHECK(coll == 0, "misaligned prefill: %ld collective calls", coll);
+    total[0] = p2p;
+    MPI_Allreduce(MPI_IN_PLACE, total, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+    /* rows at 1 get positions 1..4, all in kv block 0 (S / 2 = 8): the
+     * query block of the sp-1 rank (positions 3, 4) goes to its sp-0
+     * partner, one K and one V message per row, each a send and a receive;
+     * the rows are spread over the pairs, so 4 B calls in all */
+    if (sp == 2)
+        H_CHECK(total[0] == 4L * B, "misaligned prefill: %ld p2p calls in all, want %ld",
+                total[0], 4L * B);
+    else
+        H_CHECK(total[0] == 0, "misaligned prefill without sp: %ld p2p calls", total[0]);
+    kvmesh_cache_free(&c);
+
+    /* checked mode: exactly one allreduce, still no point-to-point */
+    c = make(part, true);
+    append(c, KVMESH_MODE_DECODE, 1, &p2p, &coll);
+    H_CHECK(p2p == 0 && coll == 1, "checked decode: %ld p2p, %ld collective", p2p, coll);
+    kvmesh_cache_free(&c);
+
+    kvmesh_partition_free(&part);
+    kvmesh_mesh_free(&mesh);
+    return h_finish("t_messages");
+}
