@@ -314,7 +314,8 @@ void kvmesh_cache_params_init(kvmesh_cache_params_t *p);
  *  [B, S, Hv, Dv] shards, partitioned as [BATCH, KV_LENGTH, KV_HEAD,
  *  KV_HEAD_DIM] in PREFILL mode, zeroed; indexs 0, starts as given.  Every
  *  rank must pass the same metadata and options.  Collective on the
- *  partition's mesh communicator.  \p meta and \p part are copied. */
+ *  partition's mesh communicator.  \p meta and \p part are copied; the
+ *  mesh must outlive the cache.  S and B must fit in int32 (indexs). */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
                   const kvmesh_cache_params_t *params, kvmesh_cache_t **cache);

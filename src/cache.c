@@ -38,6 +38,8 @@ check_args(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p)
 
     if (kvmesh_dtype_size(p->dtype) == 0)
         return KVMESH_ERR_ARG;
+    if (mp->sequence_length > INT32_MAX || mp->batch_size > INT32_MAX)
+        return KVMESH_ERR_OVERFLOW;   /* indexs and starts are int32, as in EasyDeL */
     for (l = 0; p->details && l < mp->num_hidden_layers; l++) {
         const kvmesh_mask_detail_t *d = &p->details[l];
         if (d->kind == KVMESH_MASK_FULL)

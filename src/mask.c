@@ -1,24 +1,41 @@
 /* Mask details (FULL / SLIDING / CHUNK) and the mask info of an append:
- * causal, pad-excluding visibility after ejkernel's apply_kv_lengths. */
+ * causal, pad-excluding visibility after ejkernel's apply_kv_lengths.
+ * For every kind the keys a query sees form one range [lo, q], which makes
+ * the predicate a pair of comparisons and the materialized mask two
+ * memsets per query. */
+#include <string.h>
+
 #include "cache.h"
+
+/* Lowest key position query q may see (q + 1 when it sees none). */
+static int64_t
+visible_lo(const kvmesh_mask_detail_t *d, int64_t start, int64_t q)
+{
+    int64_t lo = start > 0 ? start : 0;
+
+    if (q < 0 || !d)
+        return q < 0 ? q + 1 : lo;
+    if (d->kind == KVMESH_MASK_SLIDING) {
+        if (d->window <= 0)
+            return q + 1;
+        if (q - d->window + 1 > lo)
+            lo = q - d->window + 1;
+    } else if (d->kind == KVMESH_MASK_CHUNK) {
+        if (d->chunk <= 0)
+            return q + 1;
+        if (q / d->chunk * d->chunk > lo)
+            lo = q / d->chunk * d->chunk;
+    } else if (d->kind != KVMESH_MASK_FULL) {
+        return q + 1;
+    }
+    return lo;
+}
 
 bool
 kvmesh_mask_detail_allows(const kvmesh_mask_detail_t *d, int64_t start,
                           int64_t q, int64_t k)
 {
-    if (k < start || k > q || k < 0)
-        return false;
-    if (!d)
-        return true;
-    switch (d->kind) {
-    case KVMESH_MASK_FULL:
-        return true;
-    case KVMESH_MASK_SLIDING:
-        return d->window > 0 && k > q - d->window;
-    case KVMESH_MASK_CHUNK:
-        return d->chunk > 0 && q >= 0 && k / d->chunk == q / d->chunk;
-    }
-    return false;
+    return k <= q && k >= visible_lo(d, start, q);
 }
 
 int64_t
@@ -44,15 +61,28 @@ kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t k)
 kvmesh_status_t
 kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out)
 {
+    const kvmesh_view_t *v;
     const kvmesh_cache_t *c;
-    int64_t r, i, s;
+    int64_t r, i;
 
     if (!m || !m->view || !out || m->n <= 0)
         return KVMESH_ERR_ARG;
-    c = m->view->cache;
-    for (r = 0; r < c->rows.len; r++)
-        for (i = 0; i < m->n; i++)
-            for (s = 0; s < c->kv.len; s++)   /* FULL storage: slot = position */
-                *out++ = kvmesh_mask_allows(m, c->rows.lo + r, i, c->kv.lo + s);
+    v = m->view;
+    c = v->cache;
+    for (r = 0; r < c->rows.len; r++) {
+        int64_t row = c->rows.lo + r;
+        for (i = 0; i < m->n; i++, out += c->kv.len) {
+            /* FULL storage: slot s holds position kv.lo + s */
+            int64_t q = v->indexs[row] - m->n + i;
+            int64_t lo = visible_lo(&v->detail, v->starts[row], q) - c->kv.lo;
+            int64_t hi = q + 1 - c->kv.lo;
+
+            lo = lo < 0 ? 0 : lo > c->kv.len ? c->kv.len : lo;
+            hi = hi < lo ? lo : hi > c->kv.len ? c->kv.len : hi;
+            memset(out, 0, (size_t) lo);
+            memset(out + lo, 1, (size_t) (hi - lo));
+            memset(out + hi, 0, (size_t) (c->kv.len - hi));
+        }
+    }
     return KVMESH_SUCCESS;
 }

@@ -49,9 +49,10 @@ kvm_agree(MPI_Comm comm, kvmesh_status_t local)
 
 kvmesh_status_t
 kvm_agree_same(MPI_Comm comm, kvmesh_status_t local, const int64_t *vals,
-                  int n)
+               int n)
 {
-    /* max(v) == -max(-v) exactly when every rank has the same v */
+    /* max(~v) = ~min(v), so one MAX reduction of v and ~v gives both ends
+     * of the range; equal ends mean every rank has the same v */
     int64_t buf[1 + 2 * KVMESH_AGREE_MAX];
     int rc, i;
 
@@ -60,7 +61,7 @@ kvm_agree_same(MPI_Comm comm, kvmesh_status_t local, const int64_t *vals,
     buf[0] = (int64_t) local;
     for (i = 0; i < n; i++) {
         buf[1 + 2 * i] = vals[i];
-        buf[2 + 2 * i] = vals[i] == INT64_MIN ? INT64_MAX : -vals[i];
+        buf[2 + 2 * i] = ~vals[i];
     }
     rc = MPI_Allreduce(MPI_IN_PLACE, buf, 1 + 2 * n, MPI_INT64_T, MPI_MAX, comm);
     if (rc != MPI_SUCCESS)
@@ -68,7 +69,7 @@ kvm_agree_same(MPI_Comm comm, kvmesh_status_t local, const int64_t *vals,
     if (buf[0] != KVMESH_SUCCESS)
         return (kvmesh_status_t) buf[0];
     for (i = 0; i < n; i++)
-        if (buf[1 + 2 * i] != -buf[2 + 2 * i])
+        if (buf[1 + 2 * i] != ~buf[2 + 2 * i])
             return KVMESH_ERR_MISMATCH;
     return KVMESH_SUCCESS;
 }

@@ -7,6 +7,7 @@
 
 #include "kvmesh.h"
 #include "reference.h"
+#include "status.h"
 #include "suites.h"
 
 static float
@@ -35,6 +36,21 @@ test_strerror(void)
     CU_ASSERT(strlen(t) > strlen("MPI error 5: "));
     CU_ASSERT_STRING_NOT_EQUAL(kvmesh_strerror(KVMESH_ERR_CAPACITY),
                                kvmesh_strerror(KVMESH_ERR_MISMATCH));
+}
+
+/* the agreement helper on one rank: extreme values agree with themselves,
+ * a local error wins, too many values are an argument error */
+static void
+test_agree(void)
+{
+    int64_t v[3] = { INT64_MIN, INT64_MAX, -1 };
+
+    CU_ASSERT_EQUAL(kvm_agree_same(MPI_COMM_SELF, KVMESH_SUCCESS, v, 3), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvm_agree_same(MPI_COMM_SELF, KVMESH_ERR_META, v, 3), KVMESH_ERR_META);
+    CU_ASSERT_EQUAL(kvm_agree_same(MPI_COMM_SELF, KVMESH_SUCCESS, v, KVMESH_AGREE_MAX + 1),
+                    KVMESH_ERR_ARG);
+    CU_ASSERT_EQUAL(kvm_agree(MPI_COMM_SELF, KVMESH_ERR_CAPACITY), KVMESH_ERR_CAPACITY);
+    CU_ASSERT_NOT_EQUAL(kvm_hash(0, "a", 1), kvm_hash(0, "b", 1));
 }
 
 /* every 16-bit pattern: decode as the reference does; encode(decode(x))
@@ -171,6 +187,7 @@ add_dtype_suite(void)
     if (!s)
         return 1;
     return !CU_add_test(s, "strerror", test_strerror) ||
+           !CU_add_test(s, "agreement helper", test_agree) ||
            !CU_add_test(s, "bf16 exhaustive", test_bf16_exhaustive) ||
            !CU_add_test(s, "f16 exhaustive", test_f16_exhaustive) ||
            !CU_add_test(s, "bf16 rounding of f32", test_bf16_rounding) ||
