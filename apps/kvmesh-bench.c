@@ -347,7 +347,7 @@ bench_decode(const opts_t *o, kvmesh_mesh_t *mesh)
     decode_t main_w, ref_w;
     kvmesh_status_t st, st2 = KVMESH_SUCCESS;
     char *src = NULL, *dst = NULL;
-    double *e = calloc((size_t) o->reps, sizeof *e);
+    double *e = calloc((size_t) o->reps, sizeof *e), *f = calloc((size_t) o->reps, sizeof *f);
     char *cold = NULL;
     size_t most, cold_len = 0, cold_off = 0;
     int r, k;
@@ -365,7 +365,7 @@ bench_decode(const opts_t *o, kvmesh_mesh_t *mesh)
      * round-robin */
     cold_len = (size_t) 64 << 20;
     cold = malloc(cold_len + most);
-    if ((!src || !dst || !a || !b || !c || !w || !e || !cold) && st == KVMESH_SUCCESS)
+    if ((!src || !dst || !a || !b || !c || !w || !e || !f || !cold) && st == KVMESH_SUCCESS)
         st = KVMESH_ERR_NOMEM;
     if (st != KVMESH_SUCCESS)
         goto done;
@@ -375,7 +375,7 @@ bench_decode(const opts_t *o, kvmesh_mesh_t *mesh)
     /* A (and the second length), then B, in every repetition; r = -1 warms.
      * B copies what the busiest rank wrote per step in that repetition. */
     for (r = -1; r < o->reps && st == KVMESH_SUCCESS; r++) {
-        double ta, tb, tc = 0.0, tc2, t0, bytes, junk;
+        double ta, tb, tc = 0.0, tc2, tw, t0, bytes, junk;
 
         st = decode_run(o, &main_w, &ta, &bytes);
         if (st == KVMESH_SUCCESS && o->ref_seq)
@@ -395,19 +395,46 @@ bench_decode(const opts_t *o, kvmesh_mesh_t *mesh)
             cold_off = (cold_off + (size_t) bytes + 63) / 64 * 64 % cold_len;
         }
         tc2 = slowest((MPI_Wtime() - t0) / o->inner);
+        /* the memory's write bandwidth, over as many untouched bytes and as
+         * long a time as the measured steps: one memset of inner x bytes */
+        if (cold_off + (size_t) bytes * (size_t) o->inner > cold_len)
+            cold_off = 0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        memset(cold + cold_off, r & 0x7f, (size_t) bytes * (size_t) o->inner);
+        __asm__ __volatile__("" : : "r"(cold) : "memory");
+        tw = slowest(MPI_Wtime() - t0);
+        cold_off = (cold_off + (size_t) bytes * (size_t) o->inner + 63) / 64 * 64 % cold_len;
         if (r >= 0)
-            a[r] = ta, b[r] = tb, c[r] = tc, w[r] = bytes, e[r] = tc2;
+            a[r] = ta, b[r] = tb, c[r] = tc, w[r] = bytes, e[r] = tc2,
+            f[r] = bytes * o->inner / tw;
     }
     if (st == KVMESH_SUCCESS) {
         double secs = median(a, o->reps), cold_secs = median(e, o->reps);
-        report(o, median(w, o->reps), secs, "memcpy", median(b, o->reps),
-               o->ref_seq ? median(c, o->reps) : 0.0, cold_secs);
+        double bytes = median(w, o->reps), bw = median(f, o->reps);
+        double base = median(b, o->reps);
+        report(o, bytes, secs, "memcpy", base, o->ref_seq ? median(c, o->reps) : 0.0,
+               cold_secs);
+        /* no implementation can write these bytes faster than the memory
+         * takes them: the least ratio this machine allows */
+        if (rank == 0 && o->json)
+            printf("{\"op\":\"concat-decode-limit\",\"ranks\":%d,\"mesh\":\"%s\","
+                   "\"seq\":%ld,\"bytes\":%.0f,\"write_gbps\":%.4g,"
+                   "\"limit_seconds\":%.9g,\"baseline_seconds\":%.9g,"
+                   "\"limit_ratio\":%.4g,\"ratio\":%.4g,\"fraction_of_limit\":%.4g}\n",
+                   nranks, o->mesh, (long) o->seq, bytes, bw / 1e9, bytes / bw, base,
+                   bytes / bw / base, secs / base, bytes / bw / secs);
+        else if (rank == 0)
+            printf("%-14s memory write bandwidth %.3g GB/s: writing these bytes takes "
+                   ">= %.3g s, ratio >= %.3f; this step runs at %.0f%% of that\n", "",
+                   bw / 1e9, bytes / bw, bytes / bw / base, 100.0 * bytes / bw / secs);
     }
 done:
     free(src);
     free(dst);
     free(cold);
     free(e);
+    free(f);
     decode_free(&main_w);
     if (o->ref_seq)
         decode_free(&ref_w);
