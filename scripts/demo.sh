@@ -7,13 +7,8 @@
 # kvmesh-bench.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-sh "$top/scripts/setup.sh"
-cd "$top"
-[ -x configure ] || ./autogen.sh
-mkdir -p build
-cd build
-[ -f Makefile ] || ../configure --quiet
-make -j"$(nproc)" --no-print-directory
+sh "$top/scripts/build.sh"
+cd "$top/build"
 # Open MPI refuses root and more ranks than cores unless told; this is the
 # launcher's business, not the library's.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -4,13 +4,8 @@
 # the multi-rank tests at 1-4 ranks.  Prints every runner's closing summary.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-sh "$top/scripts/setup.sh"
-cd "$top"
-[ -x configure ] || ./autogen.sh
-mkdir -p build
-cd build
-[ -f Makefile ] || ../configure --quiet
-make -j"$(nproc)" --no-print-directory
+sh "$top/scripts/build.sh"
+cd "$top/build"
 status=0
 make -j1 --no-print-directory check || status=$?
 for log in tests/unit.log mpi-tests/runtests.log; do

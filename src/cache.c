@@ -23,13 +23,6 @@ align64(size_t n)
     return (n + 63) / 64 * 64;
 }
 
-static kvmesh_span_t
-span_of(const kvmesh_dim_t *d)
-{
-    kvmesh_span_t s = { d->offset, d->local_size };
-    return s;
-}
-
 /* Local checks of init's arguments; the caller agrees on the result. */
 static kvmesh_status_t
 check_args(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p)
@@ -103,15 +96,15 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
 
     kvm_resolve(&c->part, pre, KVMESH_BATCH, c->B, NULL, &d[0]);
     kvm_resolve(&c->part, pre, KVMESH_KV_LENGTH, c->S, NULL, &d[1]);
-    c->rows = span_of(&d[0]);
-    c->kv = span_of(&d[1]);
+    c->rows = kvm_span_of(&d[0]);
+    c->kv = kvm_span_of(&d[1]);
     for (t = 0; t < 2; t++) {
         kvm_resolve(&c->part, pre, KVMESH_KV_HEAD, c->H[t],
                                         NULL, &d[2]);
         kvm_resolve(&c->part, pre, KVMESH_KV_HEAD_DIM,
                                         c->D[t], NULL, &d[3]);
-        c->head[t] = span_of(&d[2]);
-        c->dim[t] = span_of(&d[3]);
+        c->head[t] = kvm_span_of(&d[2]);
+        c->dim[t] = kvm_span_of(&d[3]);
         if (kvm_dims_overlap(c->mesh, &d[0], &d[1]) ||
             kvm_dims_overlap(c->mesh, &d[0], &d[2]) ||
             kvm_dims_overlap(c->mesh, &d[0], &d[3]) ||

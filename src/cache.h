@@ -9,6 +9,13 @@ typedef struct {
     int64_t lo, len;
 } kvmesh_span_t;
 
+static inline kvmesh_span_t
+kvm_span_of(const kvmesh_dim_t *d)
+{
+    kvmesh_span_t s = { d->offset, d->local_size };
+    return s;
+}
+
 /* How the input blocks of one mode reach the cache.  Built at init from
  * mesh geometry alone, so every rank holds the same verdict and the same
  * communication pattern without a message. */

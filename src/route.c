@@ -13,35 +13,32 @@
 #include "cache.h"
 #include "mesh.h"
 
-static kvmesh_span_t
-span_of(const kvmesh_dim_t *d)
-{
-    kvmesh_span_t s = { d->offset, d->local_size };
-    return s;
-}
-
 static bool
 span_covers(kvmesh_span_t outer, kvmesh_span_t inner)
 {
     return outer.lo <= inner.lo && inner.lo + inner.len <= outer.lo + outer.len;
 }
 
+/* d[2..5]: head K, dim K, head V, dim V of a block at coords in mode m */
+static void
+head_dims(const kvmesh_cache_t *c, kvmesh_mode_t m, const int *coords,
+          kvmesh_dim_t d[6])
+{
+    int t;
+
+    for (t = 0; t < 2; t++) {
+        kvm_resolve(&c->part, m, KVMESH_KV_HEAD, c->H[t], coords, &d[2 + 2 * t]);
+        kvm_resolve(&c->part, m, KVMESH_KV_HEAD_DIM, c->D[t], coords, &d[3 + 2 * t]);
+    }
+}
+
 /* dims of the cache block at coords: batch, kv, head K, dim K, head V, dim V */
 static void
 cache_dims(const kvmesh_cache_t *c, const int *coords, kvmesh_dim_t d[6])
 {
-    const kvmesh_partition_t *p = &c->part;
-    const kvmesh_mode_t m = KVMESH_MODE_PREFILL;
-    int t;
-
-    kvm_resolve(p, m, KVMESH_BATCH, c->B, coords, &d[0]);
-    kvm_resolve(p, m, KVMESH_KV_LENGTH, c->S, coords, &d[1]);
-    for (t = 0; t < 2; t++) {
-        kvm_resolve(p, m, KVMESH_KV_HEAD, c->H[t], coords,
-                                        &d[2 + 2 * t]);
-        kvm_resolve(p, m, KVMESH_KV_HEAD_DIM, c->D[t],
-                                        coords, &d[3 + 2 * t]);
-    }
+    kvm_resolve(&c->part, KVMESH_MODE_PREFILL, KVMESH_BATCH, c->B, coords, &d[0]);
+    kvm_resolve(&c->part, KVMESH_MODE_PREFILL, KVMESH_KV_LENGTH, c->S, coords, &d[1]);
+    head_dims(c, KVMESH_MODE_PREFILL, coords, d);
 }
 
 /* dims of an input block at coords: as cache_dims() with d[1] the query
@@ -50,23 +47,14 @@ static void
 input_dims(const kvmesh_cache_t *c, kvmesh_mode_t m, int64_t qprod,
            const int *coords, kvmesh_dim_t d[6])
 {
-    const kvmesh_partition_t *p = &c->part;
-    int t;
-
-    kvm_resolve(p, m, KVMESH_BATCH, c->B, coords, &d[0]);
+    kvm_resolve(&c->part, m, KVMESH_BATCH, c->B, coords, &d[0]);
     if (qprod > 1) {
-        kvm_resolve(p, m, KVMESH_QUERY_LENGTH, qprod, coords,
-                                        &d[1]);
+        kvm_resolve(&c->part, m, KVMESH_QUERY_LENGTH, qprod, coords, &d[1]);
     } else {
         memset(&d[1], 0, sizeof d[1]);
         d[1].size = d[1].nblocks = d[1].local_size = 1;
     }
-    for (t = 0; t < 2; t++) {
-        kvm_resolve(p, m, KVMESH_KV_HEAD, c->H[t], coords,
-                                        &d[2 + 2 * t]);
-        kvm_resolve(p, m, KVMESH_KV_HEAD_DIM, c->D[t],
-                                        coords, &d[3 + 2 * t]);
-    }
+    head_dims(c, m, coords, d);
 }
 
 /* a 4-d tensor [batch, length, head, dim] may not use a mesh axis twice */
@@ -116,18 +104,18 @@ plan_build(kvmesh_cache_t *c, kvmesh_mode_t m, int64_t qprod, kvmesh_plan_t *pl)
 
     input_dims(c, m, qprod, mesh->coord, in);
     pl->qblock = in[1].block;
-    pl->in_rows = span_of(&in[0]);
+    pl->in_rows = kvm_span_of(&in[0]);
     for (t = 0; t < 2; t++) {
-        pl->in_head[t] = span_of(&in[2 + 2 * t]);
-        pl->in_dim[t] = span_of(&in[3 + 2 * t]);
+        pl->in_head[t] = kvm_span_of(&in[2 + 2 * t]);
+        pl->in_dim[t] = kvm_span_of(&in[3 + 2 * t]);
     }
     for (k = 0; k < qprod; k++) {
         int pc[KVMESH_NAXES];
         group_member(mesh, &in[1], k, mesh->coord, pc);
         pl->peer[k] = kvmesh_mesh_rank_of(mesh, pc);
         cache_dims(c, pc, cd);
-        pl->peer_rows[k] = span_of(&cd[0]);
-        pl->peer_kv[k] = span_of(&cd[1]);
+        pl->peer_rows[k] = kvm_span_of(&cd[0]);
+        pl->peer_kv[k] = kvm_span_of(&cd[1]);
     }
 
     /* the verdict looks at every rank, so that all ranks share it */
@@ -149,7 +137,7 @@ plan_build(kvmesh_cache_t *c, kvmesh_mode_t m, int64_t qprod, kvmesh_plan_t *pl)
             group_member(mesh, &rin[1], k, rc, sc);
             input_dims(c, m, qprod, sc, sin);
             for (i = 0; i < 6; i++)
-                if (i != 1 && !span_covers(span_of(&sin[i]), span_of(&cd[i])))
+                if (i != 1 && !span_covers(kvm_span_of(&sin[i]), kvm_span_of(&cd[i])))
                     pl->verdict = KVMESH_ERR_LAYOUT;
         }
     }
