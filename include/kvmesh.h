@@ -287,8 +287,8 @@ bool kvmesh_mask_allows(const kvmesh_mask_t *mask, int64_t row, int64_t i,
                         int64_t k);
 
 /** Writes the boolean mask of this rank's local block, shape
- *  [B_local, n, S_local], kv positions in storage-slot order, 1 = visible.
- *  Local. */
+ *  [B_local, n, S_local], in storage-slot order (for a SLIDING layer the
+ *  ring's slots), 1 = visible.  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_mask_materialize(const kvmesh_mask_t *mask, uint8_t *out);
 
@@ -298,7 +298,10 @@ kvmesh_mask_materialize(const kvmesh_mask_t *mask, uint8_t *out);
 typedef struct kvmesh_cache kvmesh_cache_t;
 typedef struct kvmesh_view kvmesh_view_t;
 
-/** Options of kvmesh_cache_init(). */
+/** Options of kvmesh_cache_init().  A SLIDING layer stores W = min(window,
+ *  S) positions per row as a ring (position p in slot p mod W); FULL and
+ *  CHUNK layers store S.  Storage slots are split over the kv-length rule
+ *  like positions are (a layer whose length does not divide stays whole). */
 typedef struct {
     kvmesh_dtype_t dtype;                /**< storage type (default bf16) */
     const kvmesh_mask_detail_t *details; /**< one per layer; NULL: all FULL */
@@ -310,8 +313,8 @@ typedef struct {
 /** Sets defaults: bf16, all layers FULL, starts 0, unchecked.  Local. */
 void kvmesh_cache_params_init(kvmesh_cache_params_t *p);
 
-/** Creates the cache: every layer's local key [B, S, Hk, Dk] and value
- *  [B, S, Hv, Dv] shards, partitioned as [BATCH, KV_LENGTH, KV_HEAD,
+/** Creates the cache: every layer's local key [B, S_l, Hk, Dk] and value
+ *  [B, S_l, Hv, Dv] shards (S_l: the layer's storage length), partitioned as [BATCH, KV_LENGTH, KV_HEAD,
  *  KV_HEAD_DIM] in PREFILL mode, zeroed; indexs 0, starts as given.  Every
  *  rank must pass the same metadata and options.  Collective on the
  *  partition's mesh communicator.  \p meta and \p part are copied; the
@@ -363,7 +366,8 @@ kvmesh_cache_input_block(const kvmesh_cache_t *cache, kvmesh_mode_t mode,
                          int64_t n, kvmesh_kv_t which, kvmesh_block_t *block);
 
 /** Appends \p n new tokens to every row of one layer (DESIGN §4): row b
- *  gets positions [indexs[b], indexs[b] + n).  \p key and \p value are this
+ *  gets positions [indexs[b], indexs[b] + n); a SLIDING layer keeps the
+ *  last min(W, total) of them.  \p key and \p value are this
  *  rank's input blocks (see kvmesh_cache_input_block()) of type \p dtype,
  *  converted to the cache type.  Tokens move between ranks only when the
  *  input's query-length blocks do not line up with the cache's kv-length
@@ -376,12 +380,21 @@ kvmesh_view_concatenate(kvmesh_view_t *view, kvmesh_mode_t mode, int64_t n,
                         const void *value, const kvmesh_mask_t **mask);
 
 /** This rank's local key or value block: its storage (row-major, the cache
- *  type) and geometry.  Local. */
+ *  type) and geometry; dimension 1 counts storage slots (for a SLIDING
+ *  layer, ring slots; see kvmesh_view_slot_position()).  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_view_local(const kvmesh_view_t *view, kvmesh_kv_t which,
                   const void **data, kvmesh_block_t *block);
 
-/** Reads local positions [pos0, pos1) of local row \p row of the key or
+/** Absolute position held by local storage slot \p slot of global row
+ *  \p row (-1: none yet).  FULL and CHUNK slots hold their own position;
+ *  a SLIDING slot s holds the newest position p < indexs[row] with
+ *  p mod W == s.  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_view_slot_position(const kvmesh_view_t *view, int64_t row, int64_t slot,
+                          int64_t *pos);
+
+/** Reads local slots [pos0, pos1) of local row \p row of the key or
  *  value block, all local heads, converted to \p dtype, into \p out.  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_view_read(const kvmesh_view_t *view, kvmesh_kv_t which, int64_t row,

@@ -1,17 +1,23 @@
 /* Model-based test of concatenate: on every mesh that factors the rank
- * count, under several partition rules and dtypes, random sequences of
- * prefill chunks (aligned and misaligned with the sp blocks, rows at
- * different fill levels) and decode steps run on kvmesh and on the serial
- * reference; after every step each rank's local blocks must equal the
- * reference bit for bit, and so must the indexs and the mask. */
+ * count, under several partition rules and dtypes, a cache that mixes FULL,
+ * SLIDING and CHUNK layers runs random sequences of prefill chunks (aligned
+ * and misaligned with the sp blocks, rows at different fill levels) and
+ * decode steps, then every append length 1..2W+1 from every fill level
+ * 0..W, on kvmesh and on the serial reference.  After every append each
+ * rank's local blocks must equal the reference bit for bit, and so must
+ * the indexs, the slot positions and the mask. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 #include "reference.h"
 
-#define NL 2
-static const int64_t B = 4, S = 24, H[2] = { 4, 2 }, D[2] = { 8, 6 };
+#define NL 4
+static const int64_t B = 4, S = 48, H[2] = { 4, 2 }, D[2] = { 8, 6 };
+/* W = 8 splits over 2 and 4 ranks, W = 6 over 2 and 3; S over all */
+static const int kinds[NL] = { REF_FULL, REF_SLIDING, REF_CHUNK, REF_SLIDING };
+static const int64_t windows[NL] = { 0, 8, 0, 6 }, chunks[NL] = { 0, 0, 5, 0 };
+#define WMAX 8
 
 enum { NVARIANTS = 4 };
 static const char *variant_names[NVARIANTS] = {
@@ -92,13 +98,15 @@ make_input(kvmesh_cache_t *c, const ref_cache_t *r, int64_t l, int t,
 }
 
 /* Local blocks, indexs and starts of every layer against the reference. */
+/* Local blocks, indexs, starts and slot positions of layer l (all layers
+ * when l < 0) against the reference. */
 static void
-compare(kvmesh_cache_t *c, ref_cache_t *r, const char *ctx)
+compare(kvmesh_cache_t *c, ref_cache_t *r, int64_t only, const char *ctx)
 {
     int64_t l, b, s, h, d, bad, i;
     int t;
 
-    for (l = 0; l < NL; l++) {
+    for (l = only < 0 ? 0 : only; l < (only < 0 ? NL : only + 1); l++) {
         kvmesh_view_t *v;
         H_OK(kvmesh_cache_view(c, l, &v));
         for (t = 0; t < 2; t++) {
@@ -135,6 +143,21 @@ compare(kvmesh_cache_t *c, ref_cache_t *r, const char *ctx)
                 free(f);
             }
         }
+        {
+            kvmesh_block_t blk;
+            H_OK(kvmesh_view_local(v, KVMESH_KEY, NULL, &blk));
+            bad = 0;
+            for (b = 0; b < B; b++)
+                for (s = 0; s < blk.shape[1]; s++) {
+                    int64_t pos = -2;
+                    H_OK(kvmesh_view_slot_position(v, b, s, &pos));
+                    bad += pos != ref_slot_position(r, l, b, blk.offset[1] + s);
+                }
+            H_CHECK(bad == 0, "%s: layer %ld: %ld slot positions differ", ctx,
+                    (long) l, (long) bad);
+            H_CHECK(blk.global[1] == r->len[l], "%s: layer %ld storage length", ctx,
+                    (long) l);
+        }
         for (b = 0; b < B; b++) {
             H_CHECK(kvmesh_view_indexs(v)[b] == r->indexs[l * B + b],
                     "%s: indexs[%ld] %d want %d", ctx, (long) b,
@@ -164,40 +187,101 @@ check_mask(kvmesh_cache_t *c, ref_cache_t *r, int64_t l, const kvmesh_mask_t *m,
             for (s = 0; s < blk.shape[1]; s++) {
                 int64_t gb = blk.offset[0] + b;
                 int64_t q = r->indexs[l * B + gb] - n + i;
-                bool want = ref_allows(REF_FULL, 0, 0, r->starts[l * B + gb], q,
-                                       blk.offset[1] + s);
-                bad += out[k++] != want;
+                bad += out[k++] != ref_slot_visible(r, l, gb, q, blk.offset[1] + s);
             }
-    /* the predicate answers for any global row, not just local ones */
+    /* the predicate answers for any global row and absolute position: the
+     * position must still be stored (a ring keeps the last W) and visible */
     for (b = 0; b < B; b++)
-        for (s = 0; s < S; s++) {
-            int64_t q = r->indexs[l * B + b] - 1;
-            bad += kvmesh_mask_allows(m, b, n - 1, s) !=
-                   ref_allows(REF_FULL, 0, 0, r->starts[l * B + b], q, s);
-        }
+        for (i = 0; i < n; i++)
+            for (s = 0; s < S; s++) {
+                int64_t L = r->indexs[l * B + b], q = L - n + i;
+                bool stored = s < L && (kinds[l] != REF_SLIDING || s >= L - r->len[l]);
+                bad += kvmesh_mask_allows(m, b, i, s) !=
+                       (stored && ref_allows(kinds[l], windows[l], chunks[l],
+                                             r->starts[l * B + b], q, s));
+            }
     H_CHECK(bad == 0, "%s: %ld mask entries differ", ctx, (long) bad);
     free(out);
 }
 
+typedef struct {
+    kvmesh_cache_t *c;
+    ref_cache_t *r;
+    int idt;                 /* input type */
+    char ctx[512];
+} model_t;
+
+/* One append of n tokens to layer l on both sides, then every check.
+ * Returns whether it fitted. */
+static bool
+append_and_check(model_t *mo, int64_t l, kvmesh_mode_t mode, int64_t n,
+                 const char *what)
+{
+    const kvmesh_mask_t *mask = NULL;
+    kvmesh_view_t *v;
+    kvmesh_status_t st;
+    double *g[2];
+    void *in[2];
+    char sctx[700];
+    bool fits;
+    int t;
+
+    snprintf(sctx, sizeof sctx, "%s, %s layer %ld mode %d n %ld", mo->ctx, what,
+             (long) l, (int) mode, (long) n);
+    for (t = 0; t < 2; t++) {
+        g[t] = malloc((size_t) (B * n * H[t] * D[t]) * sizeof(double));
+        in[t] = make_input(mo->c, mo->r, l, t, mode, n, mo->idt, g[t]);
+    }
+    H_OK(kvmesh_cache_view(mo->c, l, &v));
+    st = kvmesh_view_concatenate(v, mode, n, (kvmesh_dtype_t) mo->idt, in[0], in[1],
+                                 &mask);
+    fits = ref_concat(mo->r, l, n, (const double *const *) g);
+    h_expect_all(st, fits ? KVMESH_SUCCESS : KVMESH_ERR_CAPACITY, sctx);
+    if (st == KVMESH_SUCCESS)
+        check_mask(mo->c, mo->r, l, mask, n, sctx);
+    compare(mo->c, mo->r, l, sctx);
+    for (t = 0; t < 2; t++) {
+        free(g[t]);
+        free(in[t]);
+    }
+    return fits;
+}
+
+/* Sets every layer's indexs (and starts) on both sides. */
 static void
-run_sequence(const char *spec, int variant, int combo, uint64_t seed)
+set_rows(model_t *mo, const int32_t *idx, const int32_t *starts)
+{
+    int64_t l, b;
+
+    H_OK(kvmesh_cache_insert_index(mo->c, 0, B, idx));
+    if (starts)
+        H_OK(kvmesh_cache_insert_starts(mo->c, 0, B, starts));
+    for (l = 0; l < NL; l++)
+        for (b = 0; b < B; b++) {
+            mo->r->indexs[l * B + b] = idx[b];
+            if (starts)
+                mo->r->starts[l * B + b] = starts[b];
+        }
+}
+
+static void
+run_sequence(const char *spec, int variant, int combo, uint64_t seed, bool sweep)
 {
     static const int dts[5][2] = {   /* cache type, input type */
         { REF_BF16, REF_F32 }, { REF_BF16, REF_BF16 }, { REF_F16, REF_F32 },
         { REF_F32, REF_BF16 }, { REF_F16, REF_BF16 }
     };
-    const int cdt = dts[combo % 5][0], idt = dts[combo % 5][1];
+    const int cdt = dts[combo % 5][0];
+    kvmesh_mask_detail_t det[NL];
     kvmesh_mesh_t *mesh = NULL;
     kvmesh_partition_t *part = NULL;
     kvmesh_meta_t *meta = NULL;
-    kvmesh_cache_t *c = NULL;
     kvmesh_meta_params_t mp;
     kvmesh_cache_params_t cp;
-    ref_cache_t *r;
+    model_t mo = { NULL, NULL, dts[combo % 5][1], "" };
     int32_t idx[4], starts[4];
-    char ctx[512];
     int step, sp;
-    int64_t b, l;
+    int64_t b, l, n, base;
     kvmesh_status_t st;
 
     st = kvmesh_mesh_create(MPI_COMM_WORLD, spec, &mesh);
@@ -211,14 +295,18 @@ run_sequence(const char *spec, int variant, int combo, uint64_t seed)
     mp.batch_size = B, mp.sequence_length = S, mp.num_hidden_layers = NL;
     mp.key_heads = H[0], mp.value_heads = H[1], mp.key_dim = D[0], mp.value_dim = D[1];
     H_OK(kvmesh_meta_create(&mp, &meta));
+    for (l = 0; l < NL; l++)
+        det[l] = (kvmesh_mask_detail_t) { (kvmesh_mask_kind_t) kinds[l], windows[l],
+                                          chunks[l] };
     kvmesh_cache_params_init(&cp);
     cp.dtype = (kvmesh_dtype_t) cdt;
+    cp.details = det;
     cp.checked = combo % 2 == 0;   /* half the runs take the unchecked path */
-    st = kvmesh_cache_init(meta, part, &cp, &c);
-    snprintf(ctx, sizeof ctx, "%.64s, %s, dtypes %d<-%d", spec, variant_names[variant],
-             cdt, idt);
-    H_CHECK(st == KVMESH_SUCCESS, "%s: init: %s", ctx, kvmesh_strerror(st));
-    r = ref_create(NL, B, S, H, D, cdt);
+    st = kvmesh_cache_init(meta, part, &cp, &mo.c);
+    snprintf(mo.ctx, sizeof mo.ctx, "%.64s, %s, dtypes %d<-%d", spec,
+             variant_names[variant], cdt, mo.idt);
+    H_CHECK(st == KVMESH_SUCCESS, "%s: init: %s", mo.ctx, kvmesh_strerror(st));
+    mo.r = ref_create(NL, B, S, H, D, cdt, kinds, windows, chunks);
     if (st)
         goto done;
 
@@ -227,18 +315,10 @@ run_sequence(const char *spec, int variant, int combo, uint64_t seed)
         idx[b] = (int32_t) (h_rand(&seed) % 9);
         starts[b] = (int32_t) (h_rand(&seed) % (uint64_t) (idx[b] + 1));
     }
-    st = kvmesh_cache_insert_index(c, 0, B, idx);
-    H_CHECK(st == KVMESH_SUCCESS, "%s: insert_index: %s", ctx, kvmesh_strerror(st));
-    st = kvmesh_cache_insert_starts(c, 0, B, starts);
-    H_CHECK(st == KVMESH_SUCCESS, "%s: insert_starts: %s", ctx, kvmesh_strerror(st));
-    for (l = 0; l < NL; l++)
-        for (b = 0; b < B; b++)
-            r->indexs[l * B + b] = idx[b], r->starts[l * B + b] = starts[b];
-
+    set_rows(&mo, idx, starts);
     for (step = 0; step < 16; step++) {
         uint64_t pick = h_rand(&seed) % 8;
         kvmesh_mode_t mode = pick < 4 ? KVMESH_MODE_PREFILL : KVMESH_MODE_DECODE;
-        int64_t n;
 
         if (pick < 2)
             n = sp * (int64_t) (1 + h_rand(&seed) % 3);    /* aligned chunks */
@@ -247,39 +327,28 @@ run_sequence(const char *spec, int variant, int combo, uint64_t seed)
         else if (pick < 7)
             n = 1;                                          /* decode */
         else
-            n = 2 + (int64_t) (h_rand(&seed) % 18);         /* may overflow */
-        for (l = 0; l < NL; l++) {
-            double *g[2];
-            void *in[2];
-            const kvmesh_mask_t *mask = NULL;
-            bool fits;
-            int t;
-                    char sctx[640];
-
-            snprintf(sctx, sizeof sctx, "%s, step %d layer %ld mode %d n %ld", ctx,
-                     step, (long) l, (int) mode, (long) n);
-            for (t = 0; t < 2; t++) {
-                g[t] = malloc((size_t) (B * n * H[t] * D[t]) * sizeof(double));
-                in[t] = make_input(c, r, l, t, mode, n, idt, g[t]);
-            }
-            kvmesh_view_t *v;
-            H_OK(kvmesh_cache_view(c, l, &v));
-            st = kvmesh_view_concatenate(v, mode, n, (kvmesh_dtype_t) idt, in[0],
-                                         in[1], &mask);
-            fits = ref_concat(r, l, n, (const double *const *) g);
-            h_expect_all(st, fits ? KVMESH_SUCCESS : KVMESH_ERR_CAPACITY, sctx);
-            if (st == KVMESH_SUCCESS)
-                check_mask(c, r, l, mask, n, sctx);
-            compare(c, r, sctx);
-            for (t = 0; t < 2; t++) {
-                free(g[t]);
-                free(in[t]);
-            }
-        }
+            n = 2 + (int64_t) (h_rand(&seed) % 30);         /* may overflow */
+        for (l = 0; l < NL; l++)
+            (void) append_and_check(&mo, l, mode, n, "random step");
     }
+
+    /* every append length 1..2W+1 from every fill level 0..W, in the
+     * sliding layers, rows at different levels; tokens before the fill
+     * level are whatever the ring holds, on both sides */
+    for (n = 1; sweep && n <= 2 * WMAX + 1; n++)
+        for (base = 0; base <= WMAX; base++) {
+            for (b = 0; b < B; b++)
+                idx[b] = (int32_t) ((base + 3 * b) % (WMAX + 1));
+            set_rows(&mo, idx, NULL);
+            for (l = 0; l < NL; l++)
+                if (kinds[l] == REF_SLIDING)
+                    (void) append_and_check(&mo, l, n > 1 ? KVMESH_MODE_PREFILL
+                                                          : KVMESH_MODE_DECODE,
+                                            n, "sweep");
+        }
 done:
-    ref_free(r);
-    kvmesh_cache_free(&c);
+    ref_free(mo.r);
+    kvmesh_cache_free(&mo.c);
     kvmesh_meta_free(&meta);
     kvmesh_partition_free(&part);
     kvmesh_mesh_free(&mesh);
@@ -296,6 +365,7 @@ main(int argc, char **argv)
     H_CHECK(nm > 0, "no meshes");
     for (m = 0; m < nm; m++)
         for (v = 0; v < NVARIANTS; v++, combo++)
-            run_sequence(specs[m], v, combo, 1000003u * (uint64_t) combo + 17u);
+            run_sequence(specs[m], v, combo, 1000003u * (uint64_t) combo + 17u,
+                         v == 0 || v == 3);
     return h_finish("t_concat");
 }

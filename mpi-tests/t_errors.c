@@ -8,15 +8,14 @@
 #define B 4
 #define S 16
 
+/* details: NULL for all FULL layers */
 static kvmesh_status_t
 make_cache(kvmesh_mesh_t *mesh, kvmesh_partition_t **part, kvmesh_cache_t **c,
-           int64_t batch, bool sliding)
+           int64_t batch, const kvmesh_mask_detail_t *details)
 {
     kvmesh_meta_params_t mp;
     kvmesh_cache_params_t cp;
     kvmesh_meta_t *meta = NULL;
-    kvmesh_mask_detail_t det[2] = { { KVMESH_MASK_FULL, 0, 0 },
-                                    { KVMESH_MASK_SLIDING, 4, 0 } };
     kvmesh_status_t st;
 
     if (!*part && kvmesh_partition_create(mesh, part) != KVMESH_SUCCESS)
@@ -28,8 +27,7 @@ make_cache(kvmesh_mesh_t *mesh, kvmesh_partition_t **part, kvmesh_cache_t **c,
     H_CHECK(st == KVMESH_SUCCESS, "meta: %s", kvmesh_strerror(st));
     kvmesh_cache_params_init(&cp);
     cp.checked = true;
-    if (sliding)
-        cp.details = det;
+    cp.details = details;
     st = kvmesh_cache_init(meta, *part, &cp, c);
     kvmesh_meta_free(&meta);
     return st;
@@ -110,24 +108,37 @@ main(int argc, char **argv)
 
     /* metadata that differs on one rank */
     if (h_size > 1) {
-        st = make_cache(mesh, &part, &c, last ? B + 1 : B, false);
+        st = make_cache(mesh, &part, &c, last ? B + 1 : B, NULL);
         h_expect_all(st, KVMESH_ERR_MISMATCH, "different metadata on one rank");
         H_CHECK(c == NULL, "cache created despite the error");
     }
-    /* a sliding layer (not supported yet) on one rank */
-    st = make_cache(mesh, &part, &c, B, last);
-    h_expect_all(st, KVMESH_ERR_UNSUPPORTED, "sliding layer on one rank");
+    /* a layer kind that differs on one rank, a window of 0 on one rank */
+    {
+        kvmesh_mask_detail_t full[2] = { { KVMESH_MASK_FULL, 0, 0 },
+                                         { KVMESH_MASK_FULL, 0, 0 } };
+        kvmesh_mask_detail_t slide[2] = { { KVMESH_MASK_FULL, 0, 0 },
+                                          { KVMESH_MASK_SLIDING, 4, 0 } };
+        kvmesh_mask_detail_t bad[2] = { { KVMESH_MASK_CHUNK, 0, 4 },
+                                        { KVMESH_MASK_SLIDING, 0, 0 } };
+        if (h_size > 1) {
+            st = make_cache(mesh, &part, &c, B, last ? slide : full);
+            h_expect_all(st, KVMESH_ERR_MISMATCH, "layer kind differs on one rank");
+        }
+        st = make_cache(mesh, &part, &c, B, last ? bad : slide);
+        h_expect_all(st, KVMESH_ERR_ARG, "window 0 on one rank");
+        H_CHECK(c == NULL, "cache created despite the error");
+    }
     /* a partition rule that differs on one rank */
     if (h_size > 1) {
         if (last)
             H_OK(kvmesh_partition_set_rule(part, KVMESH_RULES_DECODE, KVMESH_BATCH,
                                            NULL, 0));
-        st = make_cache(mesh, &part, &c, B, false);
+        st = make_cache(mesh, &part, &c, B, NULL);
         h_expect_all(st, KVMESH_ERR_MISMATCH, "different rules on one rank");
         H_OK(kvmesh_partition_unset_decode_rule(part, KVMESH_BATCH));
     }
 
-    st = make_cache(mesh, &part, &c, B, false);
+    st = make_cache(mesh, &part, &c, B, NULL);
     h_expect_all(st, KVMESH_SUCCESS, "good cache");
     if (st)
         return h_finish("t_errors");
@@ -191,7 +202,7 @@ main(int argc, char **argv)
         snap_t s;
 
         H_OK(kvmesh_partition_set_rule(part, KVMESH_RULES_DECODE, KVMESH_KV_HEAD, &sp, 1));
-        st = make_cache(mesh, &part, &c, B, false);
+        st = make_cache(mesh, &part, &c, B, NULL);
         h_expect_all(st, KVMESH_SUCCESS, "cache with split decode heads");
         if (st == KVMESH_SUCCESS) {
             H_OK(kvmesh_cache_view(c, 0, &v));

@@ -35,13 +35,11 @@ check_args(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p)
         return KVMESH_ERR_OVERFLOW;   /* indexs and starts are int32, as in EasyDeL */
     for (l = 0; p->details && l < mp->num_hidden_layers; l++) {
         const kvmesh_mask_detail_t *d = &p->details[l];
-        if (d->kind == KVMESH_MASK_FULL)
-            continue;
         if ((d->kind == KVMESH_MASK_SLIDING && d->window <= 0) ||
             (d->kind == KVMESH_MASK_CHUNK && d->chunk <= 0) ||
-            (d->kind != KVMESH_MASK_SLIDING && d->kind != KVMESH_MASK_CHUNK))
+            (d->kind != KVMESH_MASK_FULL && d->kind != KVMESH_MASK_SLIDING &&
+             d->kind != KVMESH_MASK_CHUNK))
             return KVMESH_ERR_ARG;
-        return KVMESH_ERR_UNSUPPORTED;   /* sliding/chunk storage: not yet */
     }
     for (b = 0; p->starts && b < mp->batch_size; b++)
         if (p->starts[b] < 0 || p->starts[b] > mp->sequence_length)
@@ -89,20 +87,26 @@ static kvmesh_status_t
 cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
 {
     const kvmesh_mode_t pre = KVMESH_MODE_PREFILL;
-    kvmesh_dim_t d[4];
-    size_t off = 0, bytes[2];
+    kvmesh_dim_t d[4], kd;
+    size_t off = 0, per_slot[2];
     int64_t l, L = c->meta.num_hidden_layers;
     int t;
 
     kvm_resolve(&c->part, pre, KVMESH_BATCH, c->B, NULL, &d[0]);
     kvm_resolve(&c->part, pre, KVMESH_KV_LENGTH, c->S, NULL, &d[1]);
     c->rows = kvm_span_of(&d[0]);
-    c->kv = kvm_span_of(&d[1]);
+    /* the kv-length split of any layer length: the rule's blocks, or none */
+    {
+        const kvmesh_rule_t *r = kvm_partition_rule(&c->part, pre, KVMESH_KV_LENGTH);
+        c->kprod = 1;
+        for (t = 0; t < r->naxes; t++)
+            c->kprod *= c->mesh->size[r->axes[t]];
+    }
+    kvm_resolve(&c->part, pre, KVMESH_KV_LENGTH, c->kprod, NULL, &kd);
+    c->kblock = kd.block;
     for (t = 0; t < 2; t++) {
-        kvm_resolve(&c->part, pre, KVMESH_KV_HEAD, c->H[t],
-                                        NULL, &d[2]);
-        kvm_resolve(&c->part, pre, KVMESH_KV_HEAD_DIM,
-                                        c->D[t], NULL, &d[3]);
+        kvm_resolve(&c->part, pre, KVMESH_KV_HEAD, c->H[t], NULL, &d[2]);
+        kvm_resolve(&c->part, pre, KVMESH_KV_HEAD_DIM, c->D[t], NULL, &d[3]);
         c->head[t] = kvm_span_of(&d[2]);
         c->dim[t] = kvm_span_of(&d[3]);
         if (kvm_dims_overlap(c->mesh, &d[0], &d[1]) ||
@@ -112,19 +116,14 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
             kvm_dims_overlap(c->mesh, &d[1], &d[3]) ||
             kvm_dims_overlap(c->mesh, &d[2], &d[3]))
             return KVMESH_ERR_LAYOUT;
-        bytes[t] = (size_t) (c->rows.len * c->kv.len * c->head[t].len *
-                             c->dim[t].len) * c->esize;
+        per_slot[t] = (size_t) (c->rows.len * c->head[t].len * c->dim[t].len) *
+                      c->esize;
     }
     KVMESH_TRY(kvm_plans_build(c));
 
     c->views = calloc((size_t) L, sizeof *c->views);
     c->state = calloc((size_t) (L * 2 * c->B), sizeof *c->state);
     if (!c->views || !c->state)
-        return KVMESH_ERR_NOMEM;
-    c->local_bytes = (size_t) L * (bytes[0] + bytes[1]);
-    c->region_bytes = (size_t) L * (align64(bytes[0]) + align64(bytes[1]));
-    c->region = kvm_region_alloc(c->region_bytes);
-    if (!c->region)
         return KVMESH_ERR_NOMEM;
     for (l = 0; l < L; l++) {
         kvmesh_view_t *v = &c->views[l];
@@ -133,9 +132,22 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
         v->detail.kind = KVMESH_MASK_FULL;
         if (p->details)
             v->detail = p->details[l];
+        v->ring = v->detail.kind == KVMESH_MASK_SLIDING;
+        v->len = v->ring && v->detail.window < c->S ? v->detail.window : c->S;
+        v->kv = kvm_kv_span(c, v->len, c->kblock);
+        for (t = 0; t < 2; t++) {
+            c->local_bytes += (size_t) v->kv.len * per_slot[t];
+            c->region_bytes += align64((size_t) v->kv.len * per_slot[t]);
+        }
+    }
+    c->region = kvm_region_alloc(c->region_bytes);
+    if (!c->region)
+        return KVMESH_ERR_NOMEM;
+    for (l = 0; l < L; l++) {
+        kvmesh_view_t *v = &c->views[l];
         for (t = 0; t < 2; t++) {
             v->data[t] = (char *) c->region + off;
-            off += align64(bytes[t]);
+            off += align64((size_t) v->kv.len * per_slot[t]);
         }
         v->indexs = c->state + (size_t) (2 * l) * (size_t) c->B;
         v->starts = v->indexs + c->B;

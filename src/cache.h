@@ -4,6 +4,7 @@
 
 #include "kvmesh.h"
 #include "partition.h"
+#include "ring.h"
 
 typedef struct {
     int64_t lo, len;
@@ -28,7 +29,7 @@ typedef struct {
     int *peer;                    /* [qprod] rank holding each query block in
                                      this rank's group (peer[qblock] = me) */
     kvmesh_span_t *peer_rows;     /* [qprod] their cache rows */
-    kvmesh_span_t *peer_kv;       /* [qprod] their cache kv positions */
+    int64_t *peer_kblock;         /* [qprod] their kv-length block index */
 } kvmesh_plan_t;
 
 struct kvmesh_mask {
@@ -40,6 +41,9 @@ struct kvmesh_view {
     kvmesh_cache_t *cache;
     int64_t layer;
     kvmesh_mask_detail_t detail;
+    bool ring;                    /* SLIDING: slot = position mod len */
+    int64_t len;                  /* storage length: S, or min(W, S) */
+    kvmesh_span_t kv;             /* this rank's slots of the storage */
     void *data[2];                /* local key, value shards */
     int32_t *indexs, *starts;     /* replicated, all B rows */
     kvmesh_mask_t mask;
@@ -54,7 +58,8 @@ struct kvmesh_cache {
     size_t esize;
     bool checked;
     int64_t B, S, H[2], D[2];
-    kvmesh_span_t rows, kv, head[2], dim[2];   /* this rank's cache block */
+    kvmesh_span_t rows, head[2], dim[2];   /* this rank's cache block */
+    int64_t kprod, kblock;        /* kv-length blocks, this rank's block */
     kvmesh_plan_t plan[KVMESH_NMODES][2];   /* [mode][query-length sharded] */
     void *region;                 /* every layer's K and V shards */
     size_t region_bytes, local_bytes;
@@ -65,6 +70,30 @@ struct kvmesh_cache {
     void *scratch;                /* one staged message */
     size_t scratch_bytes;
 };
+
+/** Slots of a storage of \p len held by kv-length block \p kblock: equal
+ *  blocks, or all of it when len does not divide (DESIGN §2). */
+static inline kvmesh_span_t
+kvm_kv_span(const kvmesh_cache_t *c, int64_t len, int64_t kblock)
+{
+    kvmesh_span_t s = { 0, len };
+    if (len % c->kprod == 0) {
+        s.len = len / c->kprod;
+        s.lo = kblock * s.len;
+    }
+    return s;
+}
+
+/** Absolute position held by storage slot \p slot (of the whole layer) of
+ *  global row \p row, or -1 when it holds none yet. */
+static inline int64_t
+kvm_slot_position(const kvmesh_view_t *v, int64_t row, int64_t slot)
+{
+    int64_t L = v->indexs[row];
+    if (v->ring)
+        return kvm_ring_position(v->len, L, slot);
+    return slot < L ? slot : -1;
+}
 
 /** Builds the routing plans of \p c (its block spans must be set). */
 kvmesh_status_t kvm_plans_build(kvmesh_cache_t *c);

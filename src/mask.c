@@ -1,8 +1,9 @@
 /* Mask details (FULL / SLIDING / CHUNK) and the mask info of an append:
  * causal, pad-excluding visibility after ejkernel's apply_kv_lengths.
  * For every kind the keys a query sees form one range [lo, q], which makes
- * the predicate a pair of comparisons and the materialized mask two
- * memsets per query. */
+ * the predicate a pair of comparisons and, where slot = position, the
+ * materialized mask two memsets per query.  A ring (SLIDING) is laid out
+ * by slot, so its mask goes slot by slot. */
 #include <string.h>
 
 #include "cache.h"
@@ -54,6 +55,9 @@ kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t k)
     v = m->view;
     if (row >= v->cache->B || k >= v->cache->S)
         return false;
+    /* a ring only still holds the last W positions */
+    if (v->ring && k < (int64_t) v->indexs[row] - v->len)
+        return false;
     return kvmesh_mask_detail_allows(&v->detail, v->starts[row],
                                      v->indexs[row] - m->n + i, k);
 }
@@ -63,25 +67,36 @@ kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out)
 {
     const kvmesh_view_t *v;
     const kvmesh_cache_t *c;
-    int64_t r, i;
+    const kvmesh_span_t *kv;
+    int64_t r, i, s;
 
     if (!m || !m->view || !out || m->n <= 0)
         return KVMESH_ERR_ARG;
     v = m->view;
     c = v->cache;
+    kv = &v->kv;
     for (r = 0; r < c->rows.len; r++) {
         int64_t row = c->rows.lo + r;
-        for (i = 0; i < m->n; i++, out += c->kv.len) {
-            /* FULL storage: slot s holds position kv.lo + s */
+        for (i = 0; i < m->n; i++, out += kv->len) {
             int64_t q = v->indexs[row] - m->n + i;
-            int64_t lo = visible_lo(&v->detail, v->starts[row], q) - c->kv.lo;
-            int64_t hi = q + 1 - c->kv.lo;
+            int64_t lo = visible_lo(&v->detail, v->starts[row], q);
+            int64_t hi;
 
-            lo = lo < 0 ? 0 : lo > c->kv.len ? c->kv.len : lo;
-            hi = hi < lo ? lo : hi > c->kv.len ? c->kv.len : hi;
+            if (v->ring) {
+                for (s = 0; s < kv->len; s++) {
+                    int64_t k = kvm_slot_position(v, row, kv->lo + s);
+                    out[s] = k >= lo && k <= q;
+                }
+                continue;
+            }
+            /* slot s holds position kv.lo + s */
+            lo -= kv->lo;
+            hi = q + 1 - kv->lo;
+            lo = lo < 0 ? 0 : lo > kv->len ? kv->len : lo;
+            hi = hi < lo ? lo : hi > kv->len ? kv->len : hi;
             memset(out, 0, (size_t) lo);
             memset(out + lo, 1, (size_t) (hi - lo));
-            memset(out + hi, 0, (size_t) (c->kv.len - hi));
+            memset(out + hi, 0, (size_t) (kv->len - hi));
         }
     }
     return KVMESH_SUCCESS;

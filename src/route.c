@@ -98,8 +98,8 @@ plan_build(kvmesh_cache_t *c, kvmesh_mode_t m, int64_t qprod, kvmesh_plan_t *pl)
     pl->qprod = qprod;
     pl->peer = malloc((size_t) qprod * sizeof *pl->peer);
     pl->peer_rows = malloc((size_t) qprod * sizeof *pl->peer_rows);
-    pl->peer_kv = malloc((size_t) qprod * sizeof *pl->peer_kv);
-    if (!pl->peer || !pl->peer_rows || !pl->peer_kv)
+    pl->peer_kblock = malloc((size_t) qprod * sizeof *pl->peer_kblock);
+    if (!pl->peer || !pl->peer_rows || !pl->peer_kblock)
         return KVMESH_ERR_NOMEM;
 
     input_dims(c, m, qprod, mesh->coord, in);
@@ -115,7 +115,8 @@ plan_build(kvmesh_cache_t *c, kvmesh_mode_t m, int64_t qprod, kvmesh_plan_t *pl)
         pl->peer[k] = kvmesh_mesh_rank_of(mesh, pc);
         cache_dims(c, pc, cd);
         pl->peer_rows[k] = kvm_span_of(&cd[0]);
-        pl->peer_kv[k] = kvm_span_of(&cd[1]);
+        kvm_resolve(&c->part, KVMESH_MODE_PREFILL, KVMESH_KV_LENGTH, c->kprod, pc, &cd[1]);
+        pl->peer_kblock[k] = cd[1].block;
     }
 
     /* the verdict looks at every rank, so that all ranks share it */
@@ -176,15 +177,18 @@ kvm_plans_build(kvmesh_cache_t *c)
                 return st;
             if (pl->verdict != KVMESH_SUCCESS || pl->qprod == 1)
                 continue;
-            /* at most one K and one V message per peer and row, each way */
+            /* per peer and row at most two runs (a ring wraps once), each
+             * a K and a V message, each way */
             for (k = 0; k < pl->qprod; k++)
                 if (k != pl->qblock)
                     sends += pl->peer_rows[k].len;
-            if (2 * (sends + (pl->qprod - 1) * c->rows.len) > nreqs)
-                nreqs = 2 * (sends + (pl->qprod - 1) * c->rows.len);
-            /* a staged message: at most one row's kv block of input tokens */
+            if (4 * (sends + (pl->qprod - 1) * c->rows.len) > nreqs)
+                nreqs = 4 * (sends + (pl->qprod - 1) * c->rows.len);
+            /* a staged message: at most one row's kv block of input tokens,
+             * in the longest layer */
             for (t = 0; t < 2; t++) {
-                size_t b = (size_t) c->kv.len * (size_t) pl->in_head[t].len *
+                size_t b = (size_t) kvm_kv_span(c, c->S, 0).len *
+                           (size_t) pl->in_head[t].len *
                            (size_t) pl->in_dim[t].len * sizeof(float);
                 if (b > (size_t) INT32_MAX)
                     pl->verdict = KVMESH_ERR_OVERFLOW;
@@ -217,7 +221,7 @@ kvm_plans_free(kvmesh_cache_t *c)
         for (v = 0; v < 2; v++) {
             free(c->plan[m][v].peer);
             free(c->plan[m][v].peer_rows);
-            free(c->plan[m][v].peer_kv);
+            free(c->plan[m][v].peer_kblock);
         }
     free(c->reqs);
     free(c->scratch);

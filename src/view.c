@@ -2,26 +2,67 @@
  * rank-local K/V shards.  The decode path allocates nothing and, when the
  * input's query length is replicated or lines up with the cache's kv
  * blocks, sends no message: every decision is taken from the replicated
- * indexs and the plans built at init. */
+ * indexs and the plans built at init.  FULL and CHUNK layers store
+ * position p in slot p; SLIDING layers in slot p mod W (src/ring.h). */
 #include <string.h>
 
 #include "cache.h"
 #include "copy.h"
 #include "dtype.h"
+#include "ring.h"
 #include "status.h"
 
-/* Writes ntok tokens of one row into the cache row at local position pos.
+/* A run of new tokens [j0, j1) of one row that lands in consecutive
+ * storage slots from slot on. */
+typedef struct {
+    int64_t j0, j1, slot;
+} kvm_run_t;
+
+/* The runs of query block [qlo, qlo + nq) of a row holding c tokens that
+ * land in slots kv.  A FULL row gives at most one run; a ring wraps at most
+ * once, since only the last W new tokens survive, so at most two. */
+static int
+runs_into(const kvmesh_view_t *v, int64_t c, int64_t n, int64_t qlo, int64_t nq,
+          kvmesh_span_t kv, kvm_run_t run[2])
+{
+    int64_t j0 = qlo, j1 = qlo + nq;
+    int count = 0;
+
+    if (!v->ring) {
+        if (j0 < kv.lo - c)
+            j0 = kv.lo - c;
+        if (j1 > kv.lo + kv.len - c)
+            j1 = kv.lo + kv.len - c;
+        if (j0 < j1)
+            run[count++] = (kvm_run_t) { j0, j1, c + j0 };
+        return count;
+    }
+    if (j0 < n - v->len)
+        j0 = n - v->len;
+    while (j0 < j1) {
+        int64_t s = (c + j0) % v->len;                 /* slot of token j0 */
+        int64_t m = j1 - j0 < v->len - s ? j1 - j0 : v->len - s;
+        int64_t a = s > kv.lo ? s : kv.lo;
+        int64_t b = s + m < kv.lo + kv.len ? s + m : kv.lo + kv.len;
+        if (a < b)
+            run[count++] = (kvm_run_t) { j0 + a - s, j0 + b - s, a };
+        j0 += m;
+    }
+    return count;
+}
+
+/* Writes ntok tokens of one row into local slot \p slot of the cache.
  * src is laid out [ntok][in_head][in_dim] in type sdt. */
 static void
-place(const kvmesh_cache_t *c, const kvmesh_plan_t *pl, int t, void *data,
-      int64_t row, int64_t pos, const char *src, kvmesh_dtype_t sdt,
-      int64_t ntok)
+place(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, int64_t row,
+      int64_t slot, const char *src, kvmesh_dtype_t sdt, int64_t ntok)
 {
+    const kvmesh_cache_t *c = v->cache;
     const kvmesh_span_t ih = pl->in_head[t], id = pl->in_dim[t];
     const kvmesh_span_t h = c->head[t], d = c->dim[t];
     const size_t ses = sdt == KVMESH_F32 ? 4 : 2;
-    char *dst = (char *) data +
-                (size_t) ((row * c->kv.len + pos) * h.len * d.len) * c->esize;
+    char *dst = (char *) v->data[t] +
+                (size_t) ((row * v->kv.len + slot) * h.len * d.len) * c->esize;
     int64_t i, j;
 
     if (ih.len == h.len && id.len == d.len) {   /* whole tokens: one run */
@@ -40,16 +81,6 @@ place(const kvmesh_cache_t *c, const kvmesh_plan_t *pl, int t, void *data,
         }
 }
 
-/* Token range [j0, j1) of query block [qlo, qlo + nq) that lands in kv
- * span kv of a row holding c tokens; empty when j0 >= j1. */
-static inline void
-landing(int64_t qlo, int64_t nq, kvmesh_span_t kv, int64_t c, int64_t *j0,
-        int64_t *j1)
-{
-    *j0 = qlo > kv.lo - c ? qlo : kv.lo - c;
-    *j1 = qlo + nq < kv.lo + kv.len - c ? qlo + nq : kv.lo + kv.len - c;
-}
-
 /* Moves the new tokens to their owners and stores them. */
 static kvmesh_status_t
 route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
@@ -58,9 +89,10 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
     kvmesh_cache_t *c = v->cache;
     const size_t ses = dt == KVMESH_F32 ? 4 : 2;    /* dt checked by caller */
     const int64_t nq = n / pl->qprod, qlo = pl->qblock * nq;
+    kvm_run_t run[2];
     size_t tok[2];
     int64_t k, gb, nreq = 0;
-    int t, rc = MPI_SUCCESS;
+    int t, r, nrun, rc = MPI_SUCCESS;
     bool direct = dt == c->dtype;
 
     for (t = 0; t < 2; t++) {
@@ -70,59 +102,54 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
     }
     /* sends: my query block's tokens that other members of my group store */
     for (k = 0; k < pl->qprod && rc == MPI_SUCCESS; k++) {
+        kvmesh_span_t kv = kvm_kv_span(c, v->len, pl->peer_kblock[k]);
         if (k == pl->qblock)
             continue;
         for (gb = pl->peer_rows[k].lo;
              gb < pl->peer_rows[k].lo + pl->peer_rows[k].len; gb++) {
-            int64_t j0, j1;
-            landing(qlo, nq, pl->peer_kv[k], v->indexs[gb], &j0, &j1);
-            if (j0 >= j1)
-                continue;
-            for (t = 0; t < 2 && rc == MPI_SUCCESS; t++) {
-                const char *s = (const char *) in[t] +
-                    (size_t) ((gb - pl->in_rows.lo) * nq + j0 - qlo) * tok[t];
-                rc = MPI_Isend(s, (int) ((size_t) (j1 - j0) * tok[t]), MPI_BYTE,
-                               pl->peer[k], t, c->comm, &c->reqs[nreq++]);
-            }
+            nrun = runs_into(v, v->indexs[gb], n, qlo, nq, kv, run);
+            for (r = 0; r < nrun; r++)
+                for (t = 0; t < 2 && rc == MPI_SUCCESS; t++) {
+                    const char *s = (const char *) in[t] + (size_t)
+                        ((gb - pl->in_rows.lo) * nq + run[r].j0 - qlo) * tok[t];
+                    rc = MPI_Isend(s, (int) ((size_t) (run[r].j1 - run[r].j0) * tok[t]),
+                                   MPI_BYTE, pl->peer[k], t, c->comm, &c->reqs[nreq++]);
+                }
         }
     }
     /* my own tokens that I store */
     for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++) {
-        int64_t j0, j1, cb = v->indexs[gb];
-        landing(qlo, nq, c->kv, cb, &j0, &j1);
-        if (j0 >= j1)
-            continue;
-        for (t = 0; t < 2; t++)
-            place(c, pl, t, v->data[t], gb - c->rows.lo, cb + j0 - c->kv.lo,
-                  (const char *) in[t] +
-                      (size_t) ((gb - pl->in_rows.lo) * nq + j0 - qlo) * tok[t],
-                  dt, j1 - j0);
+        nrun = runs_into(v, v->indexs[gb], n, qlo, nq, v->kv, run);
+        for (r = 0; r < nrun; r++)
+            for (t = 0; t < 2; t++)
+                place(v, pl, t, gb - c->rows.lo, run[r].slot - v->kv.lo,
+                      (const char *) in[t] + (size_t) ((gb - pl->in_rows.lo) * nq +
+                                                       run[r].j0 - qlo) * tok[t],
+                      dt, run[r].j1 - run[r].j0);
     }
     /* receives, in the order each peer sent them */
     for (k = 0; k < pl->qprod && rc == MPI_SUCCESS; k++) {
         if (k == pl->qblock)
             continue;
         for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++) {
-            int64_t j0, j1, cb = v->indexs[gb], row = gb - c->rows.lo;
-            landing(k * nq, nq, c->kv, cb, &j0, &j1);
-            if (j0 >= j1)
-                continue;
-            for (t = 0; t < 2 && rc == MPI_SUCCESS; t++) {
-                int bytes = (int) ((size_t) (j1 - j0) * tok[t]);
-                if (direct) {
-                    char *d = (char *) v->data[t] + (size_t) ((row * c->kv.len +
-                        cb + j0 - c->kv.lo) * c->head[t].len * c->dim[t].len) *
-                        c->esize;
-                    rc = MPI_Irecv(d, bytes, MPI_BYTE, pl->peer[k], t, c->comm,
-                                   &c->reqs[nreq++]);
-                } else {
-                    rc = MPI_Recv(c->scratch, bytes, MPI_BYTE, pl->peer[k], t,
-                                  c->comm, MPI_STATUS_IGNORE);
-                    if (rc == MPI_SUCCESS)
-                        place(c, pl, t, v->data[t], row, cb + j0 - c->kv.lo,
-                              c->scratch, dt, j1 - j0);
+            int64_t row = gb - c->rows.lo;
+            nrun = runs_into(v, v->indexs[gb], n, k * nq, nq, v->kv, run);
+            for (r = 0; r < nrun; r++)
+                for (t = 0; t < 2 && rc == MPI_SUCCESS; t++) {
+                    int64_t slot = run[r].slot - v->kv.lo, ntok = run[r].j1 - run[r].j0;
+                    int bytes = (int) ((size_t) ntok * tok[t]);
+                    if (direct) {
+                        char *d = (char *) v->data[t] + (size_t) ((row * v->kv.len + slot) *
+                            c->head[t].len * c->dim[t].len) * c->esize;
+                        rc = MPI_Irecv(d, bytes, MPI_BYTE, pl->peer[k], t, c->comm,
+                                       &c->reqs[nreq++]);
+                    } else {
+                        rc = MPI_Recv(c->scratch, bytes, MPI_BYTE, pl->peer[k], t,
+                                      c->comm, MPI_STATUS_IGNORE);
+                        if (rc == MPI_SUCCESS)
+                            place(v, pl, t, row, slot, c->scratch, dt, ntok);
+                    }
                 }
-            }
         }
     }
     kvm_stream_fence();
@@ -157,7 +184,8 @@ kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
         KVMESH_TRY(kvm_agree_same(c->comm, st, vals, 4));
     }
     KVMESH_TRY(st);
-    /* from here on every verdict comes from replicated state */
+    /* from here on every verdict comes from replicated state; every layer
+     * kind counts tokens up to S, so the layers of one model stay in step */
     for (b = 0; b < c->B; b++)
         if (n > c->S - v->indexs[b])
             return KVMESH_ERR_CAPACITY;
@@ -184,10 +212,10 @@ kvmesh_view_local(const kvmesh_view_t *v, kvmesh_kv_t which, const void **data,
     c = v->cache;
     if (data)
         *data = v->data[which];
-    blk->global[0] = c->B, blk->global[1] = c->S;
+    blk->global[0] = c->B, blk->global[1] = v->len;
     blk->global[2] = c->H[which], blk->global[3] = c->D[which];
     blk->offset[0] = c->rows.lo, blk->shape[0] = c->rows.len;
-    blk->offset[1] = c->kv.lo, blk->shape[1] = c->kv.len;
+    blk->offset[1] = v->kv.lo, blk->shape[1] = v->kv.len;
     blk->offset[2] = c->head[which].lo, blk->shape[2] = c->head[which].len;
     blk->offset[3] = c->dim[which].lo, blk->shape[3] = c->dim[which].len;
     return KVMESH_SUCCESS;
@@ -204,12 +232,23 @@ kvmesh_view_read(const kvmesh_view_t *v, kvmesh_kv_t which, int64_t row,
         return KVMESH_ERR_ARG;
     c = v->cache;
     if (row < 0 || row >= c->rows.len || pos0 < 0 || pos0 > pos1 ||
-        pos1 > c->kv.len)
+        pos1 > v->kv.len)
         return KVMESH_ERR_ARG;
     per = (size_t) (c->head[which].len * c->dim[which].len);
     return kvmesh_convert(out, dtype, (const char *) v->data[which] +
-                          (size_t) (row * c->kv.len + pos0) * per * c->esize,
+                          (size_t) (row * v->kv.len + pos0) * per * c->esize,
                           c->dtype, (size_t) (pos1 - pos0) * per);
+}
+
+kvmesh_status_t
+kvmesh_view_slot_position(const kvmesh_view_t *v, int64_t row, int64_t slot,
+                          int64_t *pos)
+{
+    if (!v || !pos || row < 0 || row >= v->cache->B || slot < 0 ||
+        slot >= v->kv.len)
+        return KVMESH_ERR_ARG;
+    *pos = kvm_slot_position(v, row, v->kv.lo + slot);
+    return KVMESH_SUCCESS;
 }
 
 const int32_t *

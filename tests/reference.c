@@ -124,16 +124,28 @@ ref_allows(int kind, int64_t window, int64_t chunk, int64_t start, int64_t q,
 
 ref_cache_t *
 ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
-           const int64_t D[2], int dtype)
+           const int64_t D[2], int dtype, const int *kind,
+           const int64_t *window, const int64_t *chunk)
 {
     ref_cache_t *r = calloc(1, sizeof *r);
-    int64_t i;
+    int64_t i, l;
 
     r->L = L, r->B = B, r->S = S, r->dtype = dtype;
     r->H[0] = H[0], r->H[1] = H[1], r->D[0] = D[0], r->D[1] = D[1];
+    r->kind = calloc((size_t) L, sizeof *r->kind);
+    r->window = calloc((size_t) L, sizeof *r->window);
+    r->chunk = calloc((size_t) L, sizeof *r->chunk);
+    r->len = calloc((size_t) L, sizeof *r->len);
+    for (l = 0; l < L; l++) {
+        r->kind[l] = kind ? kind[l] : REF_FULL;
+        r->window[l] = window ? window[l] : 0;
+        r->chunk[l] = chunk ? chunk[l] : 0;
+        r->len[l] = r->kind[l] == REF_SLIDING && r->window[l] < S ? r->window[l] : S;
+    }
     r->kv = calloc((size_t) (2 * L), sizeof *r->kv);
     for (i = 0; i < 2 * L; i++)
-        r->kv[i] = calloc((size_t) (B * S * H[i % 2] * D[i % 2]), sizeof(double));
+        r->kv[i] = calloc((size_t) (B * r->len[i / 2] * H[i % 2] * D[i % 2]),
+                          sizeof(double));
     r->indexs = calloc((size_t) (L * B), sizeof(int32_t));
     r->starts = calloc((size_t) (L * B), sizeof(int32_t));
     return r;
@@ -151,6 +163,10 @@ ref_free(ref_cache_t *r)
     free(r->kv);
     free(r->indexs);
     free(r->starts);
+    free(r->kind);
+    free(r->window);
+    free(r->chunk);
+    free(r->len);
     free(r);
 }
 
@@ -158,7 +174,31 @@ double *
 ref_at(ref_cache_t *r, int64_t l, int t, int64_t b, int64_t s, int64_t h,
        int64_t d)
 {
-    return &r->kv[2 * l + t][((b * r->S + s) * r->H[t] + h) * r->D[t] + d];
+    return &r->kv[2 * l + t][((b * r->len[l] + s) * r->H[t] + h) * r->D[t] + d];
+}
+
+int64_t
+ref_slot_position(const ref_cache_t *r, int64_t l, int64_t b, int64_t slot)
+{
+    int64_t L = r->indexs[l * r->B + b], p;
+
+    if (r->kind[l] != REF_SLIDING)
+        return slot < L ? slot : -1;
+    /* the newest position written so far that maps to this slot */
+    for (p = L - 1; p >= 0 && p >= L - r->len[l]; p--)
+        if (p % r->len[l] == slot)
+            return p;
+    return -1;
+}
+
+bool
+ref_slot_visible(const ref_cache_t *r, int64_t l, int64_t b, int64_t q,
+                 int64_t slot)
+{
+    int64_t k = ref_slot_position(r, l, b, slot);
+
+    return k >= 0 && ref_allows(r->kind[l], r->window[l], r->chunk[l],
+                                r->starts[l * r->B + b], q, k);
 }
 
 bool
@@ -173,12 +213,15 @@ ref_concat(ref_cache_t *r, int64_t l, int64_t n, const double *const in[2])
             return false;
     for (t = 0; t < 2; t++)
         for (b = 0; b < r->B; b++)
-            for (j = 0; j < n; j++)
+            for (j = 0; j < n; j++) {
+                int64_t p = idx[b] + j;
+                int64_t slot = r->kind[l] == REF_SLIDING ? p % r->len[l] : p;
                 for (h = 0; h < r->H[t]; h++)
                     for (d = 0; d < r->D[t]; d++)
-                        *ref_at(r, l, t, b, idx[b] + j, h, d) = ref_round(
+                        *ref_at(r, l, t, b, slot, h, d) = ref_round(
                             in[t][((b * n + j) * r->H[t] + h) * r->D[t] + d],
                             r->dtype);
+            }
     for (b = 0; b < r->B; b++)
         idx[b] += (int32_t) n;
     return true;

@@ -30,22 +30,35 @@ bool ref_allows(int kind, int64_t window, int64_t chunk, int64_t start,
 typedef struct {
     int64_t L, B, S, H[2], D[2];
     int dtype;
-    double **kv;          /* [L * 2] global arrays [B][S][H][D], cache-rounded */
+    int *kind;            /* [L] REF_FULL / REF_SLIDING / REF_CHUNK */
+    int64_t *window, *chunk, *len;   /* [L]; len: storage slots per row */
+    double **kv;          /* [L * 2] global arrays [B][len][H][D], cache-rounded */
     int32_t *indexs;      /* [L][B] */
     int32_t *starts;      /* [L][B] */
 } ref_cache_t;
 
+/** kind, window, chunk: one per layer (kind NULL: all FULL). */
 ref_cache_t *ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
-                        const int64_t D[2], int dtype);
+                        const int64_t D[2], int dtype, const int *kind,
+                        const int64_t *window, const int64_t *chunk);
 void ref_free(ref_cache_t *r);
 
-/** Element (b, s, h, d) of tensor t (0 key, 1 value) of layer l. */
+/** Element (b, slot, h, d) of tensor t (0 key, 1 value) of layer l. */
 double *ref_at(ref_cache_t *r, int64_t l, int t, int64_t b, int64_t s,
                int64_t h, int64_t d);
 
+/** Absolute position in storage slot \p slot of row b of layer l, or -1. */
+int64_t ref_slot_position(const ref_cache_t *r, int64_t l, int64_t b, int64_t slot);
+
+/** May query position q of row b of layer l see what storage slot \p slot
+ *  holds? */
+bool ref_slot_visible(const ref_cache_t *r, int64_t l, int64_t b, int64_t q,
+                      int64_t slot);
+
 /** Appends n tokens to every row of layer l.  in[t] is the global input
- *  [B][n][H][D] (exact values of the input type).  Returns false (and
- *  changes nothing) when a row would exceed S. */
+ *  [B][n][H][D] (exact values of the input type), written one token after
+ *  the other, so a ring keeps whatever came last in each slot.  Returns
+ *  false (and changes nothing) when a row would exceed S. */
 bool ref_concat(ref_cache_t *r, int64_t l, int64_t n, const double *const in[2]);
 
 #endif

@@ -9,5 +9,6 @@ int add_mesh_suite(void);
 int add_partition_suite(void);
 int add_meta_suite(void);
 int add_mask_suite(void);
+int add_ring_suite(void);
 
 #endif
