@@ -298,12 +298,26 @@ kvmesh_mask_materialize(const kvmesh_mask_t *mask, uint8_t *out);
 typedef struct kvmesh_cache kvmesh_cache_t;
 typedef struct kvmesh_view kvmesh_view_t;
 
+/** Storage of the cache's K/V (DESIGN §6).  Quantized storage keeps, per
+ *  head vector of D elements: INT8, D int8 codes and one f32 scale
+ *  (amax / 127 + FLT_MIN); NF4, ceil(D / 2) bytes of 4-bit codes and one
+ *  f32 absmax per block of 64.  Only written tokens are quantized.  NaN
+ *  elements are stored as 0; +-inf saturate to +-(the largest finite
+ *  magnitude of the vector or block).  Quantized caches need the head dim
+ *  unsplit (KVMESH_ERR_LAYOUT otherwise). */
+typedef enum {
+    KVMESH_QUANT_NONE = 0, /**< elements in the cache dtype */
+    KVMESH_QUANT_INT8,
+    KVMESH_QUANT_NF4
+} kvmesh_quant_t;
+
 /** Options of kvmesh_cache_init().  A SLIDING layer stores W = min(window,
  *  S) positions per row as a ring (position p in slot p mod W); FULL and
  *  CHUNK layers store S.  Storage slots are split over the kv-length rule
  *  like positions are (a layer whose length does not divide stays whole). */
 typedef struct {
     kvmesh_dtype_t dtype;                /**< storage type (default bf16) */
+    kvmesh_quant_t quant;                /**< quantized storage (default none) */
     const kvmesh_mask_detail_t *details; /**< one per layer; NULL: all FULL */
     const int32_t *starts;               /**< batch_size entries; NULL: 0 */
     bool checked; /**< agree on per-token arguments with a message; also on
@@ -380,7 +394,8 @@ kvmesh_view_concatenate(kvmesh_view_t *view, kvmesh_mode_t mode, int64_t n,
                         const void *value, const kvmesh_mask_t **mask);
 
 /** This rank's local key or value block: its storage (row-major, the cache
- *  type) and geometry; dimension 1 counts storage slots (for a SLIDING
+ *  type; for quantized caches the codes, see kvmesh_view_scales()) and
+ *  geometry; dimension 1 counts storage slots (for a SLIDING
  *  layer, ring slots; see kvmesh_view_slot_position()).  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_view_local(const kvmesh_view_t *view, kvmesh_kv_t which,
@@ -395,10 +410,18 @@ kvmesh_view_slot_position(const kvmesh_view_t *view, int64_t row, int64_t slot,
                           int64_t *pos);
 
 /** Reads local slots [pos0, pos1) of local row \p row of the key or
- *  value block, all local heads, converted to \p dtype, into \p out.  Local. */
+ *  value block, all local heads, converted (or dequantized) to \p dtype,
+ *  into \p out, laid out [slot][head][dim].  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_view_read(const kvmesh_view_t *view, kvmesh_kv_t which, int64_t row,
                  int64_t pos0, int64_t pos1, kvmesh_dtype_t dtype, void *out);
+
+/** Scales of a quantized local block, laid out [row][slot][head][per_head]
+ *  next to the codes of kvmesh_view_local(); \p per_head is 1 for INT8 and
+ *  ceil(D / 64) for NF4, 0 (and NULL scales) without quantization.  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_view_scales(const kvmesh_view_t *view, kvmesh_kv_t which,
+                   const float **scales, int64_t *per_head);
 
 /** The replicated indexs (tokens written) and starts of all B rows.  Local. */
 const int32_t *kvmesh_view_indexs(const kvmesh_view_t *view);

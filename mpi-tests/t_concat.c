@@ -13,7 +13,7 @@
 #include "reference.h"
 
 #define NL 4
-static const int64_t B = 4, S = 48, H[2] = { 4, 2 }, D[2] = { 8, 6 };
+static const int64_t B = 4, S = 48, H[2] = { 4, 2 }, D[2] = { 8, 5 };
 /* W = 8 splits over 2 and 4 ranks, W = 6 over 2 and 3; S over all */
 static const int kinds[NL] = { REF_FULL, REF_SLIDING, REF_CHUNK, REF_SLIDING };
 static const int64_t windows[NL] = { 0, 8, 0, 6 }, chunks[NL] = { 0, 0, 5, 0 };
@@ -98,6 +98,57 @@ make_input(kvmesh_cache_t *c, const ref_cache_t *r, int64_t l, int t,
 }
 
 /* Local blocks, indexs and starts of every layer against the reference. */
+/* Elements of an unquantized local block that differ from the reference,
+ * bit for bit. */
+static int64_t
+compare_plain(ref_cache_t *r, int64_t l, int t, const void *data,
+              const kvmesh_block_t *blk)
+{
+    int64_t b, s, h, d, i = 0, bad = 0;
+
+    for (b = 0; b < blk->shape[0]; b++)
+        for (s = 0; s < blk->shape[1]; s++)
+            for (h = 0; h < blk->shape[2]; h++)
+                for (d = 0; d < blk->shape[3]; d++, i++) {
+                    double want = *ref_at(r, l, t, blk->offset[0] + b,
+                                          blk->offset[1] + s, blk->offset[2] + h,
+                                          blk->offset[3] + d);
+                    bad += get(data, i, r->dtype) != ref_encode(want, r->dtype);
+                }
+    return bad;
+}
+
+/* Codes and scales of a quantized local block that differ from the
+ * reference's. */
+static int64_t
+compare_quant(ref_cache_t *r, int64_t l, int t, const kvmesh_view_t *v,
+              const void *data, const kvmesh_block_t *blk)
+{
+    const int64_t Dt = D[t], cb = r->quant == REF_Q8 ? Dt : (Dt + 1) / 2;
+    const float *sc = NULL;
+    int64_t b, s, h, d, k, per = -1, bad = 0, vec = 0;
+
+    H_OK(kvmesh_view_scales(v, (kvmesh_kv_t) t, &sc, &per));
+    H_CHECK(per == r->nscale[t], "scales per head %ld, want %ld", (long) per,
+            (long) r->nscale[t]);
+    for (b = 0; b < blk->shape[0]; b++)
+        for (s = 0; s < blk->shape[1]; s++)
+            for (h = 0; h < blk->shape[2]; h++, vec++) {
+                int64_t rv = ((blk->offset[0] + b) * r->len[l] + blk->offset[1] + s) *
+                             H[t] + blk->offset[2] + h;
+                const unsigned char *codes = (const unsigned char *) data + vec * cb;
+                for (d = 0; d < Dt; d++) {
+                    int got = r->quant == REF_Q8 ? (int) (signed char) codes[d]
+                            : d % 2 ? codes[d / 2] & 15 : codes[d / 2] >> 4;
+                    bad += got != r->code[2 * l + t][rv * Dt + d];
+                }
+                for (k = 0; k < per && per == r->nscale[t]; k++)
+                    bad += memcmp(&sc[vec * per + k], &r->scale[2 * l + t][rv * per + k],
+                                  sizeof(float)) != 0;
+            }
+    return bad;
+}
+
 /* Local blocks, indexs, starts and slot positions of layer l (all layers
  * when l < 0) against the reference. */
 static void
@@ -113,30 +164,26 @@ compare(kvmesh_cache_t *c, ref_cache_t *r, int64_t only, const char *ctx)
             const void *data;
             kvmesh_block_t blk;
             H_OK(kvmesh_view_local(v, (kvmesh_kv_t) t, &data, &blk));
-            bad = 0, i = 0;
-            for (b = 0; b < blk.shape[0]; b++)
-                for (s = 0; s < blk.shape[1]; s++)
-                    for (h = 0; h < blk.shape[2]; h++)
-                        for (d = 0; d < blk.shape[3]; d++, i++) {
-                            double want = *ref_at(r, l, t, blk.offset[0] + b,
-                                                  blk.offset[1] + s,
-                                                  blk.offset[2] + h, blk.offset[3] + d);
-                            if (get(data, i, r->dtype) != ref_encode(want, r->dtype))
-                                bad++;
-                        }
-            H_CHECK(bad == 0, "%s: layer %ld %s: %ld elements differ", ctx,
+            bad = r->quant == REF_QNONE ? compare_plain(r, l, t, data, &blk)
+                                        : compare_quant(r, l, t, v, data, &blk);
+            H_CHECK(bad == 0, "%s: layer %ld %s: %ld stored elements differ", ctx,
                     (long) l, t ? "value" : "key", (long) bad);
-            /* the converting read of the last local row gives the same values */
+            /* the converting (dequantizing) read of the last local row gives
+             * the reference's values */
             {
                 int64_t per = blk.shape[1] * blk.shape[2] * blk.shape[3];
                 int64_t row = blk.shape[0] - 1;
                 float *f = malloc((size_t) per * sizeof *f);
                 H_OK(kvmesh_view_read(v, (kvmesh_kv_t) t, row, 0, blk.shape[1],
                                       KVMESH_F32, f));
-                bad = 0;
-                for (i = 0; i < per; i++)
-                    bad += (double) f[i] != ref_decode(get(data, row * per + i, r->dtype),
-                                                       r->dtype);
+                bad = 0, i = 0;
+                for (s = 0; s < blk.shape[1]; s++)
+                    for (h = 0; h < blk.shape[2]; h++)
+                        for (d = 0; d < blk.shape[3]; d++, i++)
+                            bad += (double) f[i] != *ref_at(r, l, t, blk.offset[0] + row,
+                                                            blk.offset[1] + s,
+                                                            blk.offset[2] + h,
+                                                            blk.offset[3] + d);
                 H_CHECK(bad == 0, "%s: view_read differs in %ld elements", ctx, (long) bad);
                 H_CHECK(kvmesh_view_read(v, (kvmesh_kv_t) t, row, 1, 0, KVMESH_F32, f)
                         == KVMESH_ERR_ARG, "%s: view_read accepts pos0 > pos1", ctx);
@@ -265,7 +312,8 @@ set_rows(model_t *mo, const int32_t *idx, const int32_t *starts)
 }
 
 static void
-run_sequence(const char *spec, int variant, int combo, uint64_t seed, bool sweep)
+run_sequence(const char *spec, int variant, int combo, uint64_t seed, bool sweep,
+             int quant)
 {
     static const int dts[5][2] = {   /* cache type, input type */
         { REF_BF16, REF_F32 }, { REF_BF16, REF_BF16 }, { REF_F16, REF_F32 },
@@ -300,13 +348,14 @@ run_sequence(const char *spec, int variant, int combo, uint64_t seed, bool sweep
                                           chunks[l] };
     kvmesh_cache_params_init(&cp);
     cp.dtype = (kvmesh_dtype_t) cdt;
+    cp.quant = (kvmesh_quant_t) quant;
     cp.details = det;
     cp.checked = combo % 2 == 0;   /* half the runs take the unchecked path */
     st = kvmesh_cache_init(meta, part, &cp, &mo.c);
-    snprintf(mo.ctx, sizeof mo.ctx, "%.64s, %s, dtypes %d<-%d", spec,
-             variant_names[variant], cdt, mo.idt);
+    snprintf(mo.ctx, sizeof mo.ctx, "%.64s, %s, dtypes %d<-%d, quant %d", spec,
+             variant_names[variant], cdt, mo.idt, quant);
     H_CHECK(st == KVMESH_SUCCESS, "%s: init: %s", mo.ctx, kvmesh_strerror(st));
-    mo.r = ref_create(NL, B, S, H, D, cdt, kinds, windows, chunks);
+    mo.r = ref_create(NL, B, S, H, D, cdt, quant, kinds, windows, chunks);
     if (st)
         goto done;
 
@@ -358,14 +407,17 @@ int
 main(int argc, char **argv)
 {
     char specs[64][64];
-    int nm, m, v, combo = 0;
+    int nm, m, v, q, combo = 0;
 
     h_init(&argc, &argv);
     nm = h_meshes(h_size, specs, 64);
     H_CHECK(nm > 0, "no meshes");
+    /* every mesh, rule set and storage type; the length sweep for the
+     * default rules in every storage type and for (sp, dp) lengths */
     for (m = 0; m < nm; m++)
-        for (v = 0; v < NVARIANTS; v++, combo++)
-            run_sequence(specs[m], v, combo, 1000003u * (uint64_t) combo + 17u,
-                         v == 0 || v == 3);
+        for (v = 0; v < NVARIANTS; v++)
+            for (q = REF_QNONE; q <= REF_NF4; q++, combo++)
+                run_sequence(specs[m], v, combo, 1000003u * (uint64_t) combo + 17u,
+                             v == 0 || (v == 3 && q == REF_QNONE), q);
     return h_finish("t_concat");
 }

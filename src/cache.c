@@ -6,6 +6,7 @@
 #include "alloc.h"
 #include "cache.h"
 #include "mesh.h"
+#include "quant.h"
 #include "status.h"
 
 void
@@ -29,7 +30,9 @@ check_args(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p)
 {
     int64_t l, b;
 
-    if (kvmesh_dtype_size(p->dtype) == 0)
+    if (kvmesh_dtype_size(p->dtype) == 0 ||
+        (p->quant != KVMESH_QUANT_NONE && p->quant != KVMESH_QUANT_INT8 &&
+         p->quant != KVMESH_QUANT_NF4))
         return KVMESH_ERR_ARG;
     if (mp->sequence_length > INT32_MAX || mp->batch_size > INT32_MAX)
         return KVMESH_ERR_OVERFLOW;   /* indexs and starts are int32, as in EasyDeL */
@@ -58,7 +61,7 @@ init_hash(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p,
         mp->pad_token_id, mp->num_heads, mp->head_dim, mp->key_heads,
         mp->value_heads, mp->key_dim, mp->value_dim, mp->sliding_window,
         mp->update_causal_mask, mp->create_attention_bias, p->dtype,
-        p->checked, 0
+        p->checked, p->quant
     };
     uint64_t h = kvm_hash(0, v, sizeof v);
     int64_t l;
@@ -88,7 +91,7 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
 {
     const kvmesh_mode_t pre = KVMESH_MODE_PREFILL;
     kvmesh_dim_t d[4], kd;
-    size_t off = 0, per_slot[2];
+    size_t off = 0, per_slot[2], scale_slot[2];
     int64_t l, L = c->meta.num_hidden_layers;
     int t;
 
@@ -116,8 +119,21 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
             kvm_dims_overlap(c->mesh, &d[1], &d[3]) ||
             kvm_dims_overlap(c->mesh, &d[2], &d[3]))
             return KVMESH_ERR_LAYOUT;
-        per_slot[t] = (size_t) (c->rows.len * c->head[t].len * c->dim[t].len) *
-                      c->esize;
+        /* quantization works on whole head vectors */
+        if (c->quant != KVMESH_QUANT_NONE && c->dim[t].len != c->D[t])
+            return KVMESH_ERR_LAYOUT;
+        c->hbytes[t] = c->quant ? kvm_quant_code_bytes(c->quant, c->D[t])
+                                : c->dim[t].len * (int64_t) c->esize;
+        c->nscale[t] = kvm_quant_scales(c->quant, c->D[t]);
+        per_slot[t] = (size_t) (c->rows.len * c->head[t].len * c->hbytes[t]);
+        scale_slot[t] = (size_t) (c->rows.len * c->head[t].len * c->nscale[t]) *
+                        sizeof(float);
+    }
+    if (c->quant) {
+        c->qtmp = malloc((size_t) (c->D[0] > c->D[1] ? c->D[0] : c->D[1]) *
+                         sizeof(float));
+        if (!c->qtmp)
+            return KVMESH_ERR_NOMEM;
     }
     KVMESH_TRY(kvm_plans_build(c));
 
@@ -136,8 +152,9 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
         v->len = v->ring && v->detail.window < c->S ? v->detail.window : c->S;
         v->kv = kvm_kv_span(c, v->len, c->kblock);
         for (t = 0; t < 2; t++) {
-            c->local_bytes += (size_t) v->kv.len * per_slot[t];
-            c->region_bytes += align64((size_t) v->kv.len * per_slot[t]);
+            c->local_bytes += (size_t) v->kv.len * (per_slot[t] + scale_slot[t]);
+            c->region_bytes += align64((size_t) v->kv.len * per_slot[t]) +
+                               align64((size_t) v->kv.len * scale_slot[t]);
         }
     }
     c->region = kvm_region_alloc(c->region_bytes);
@@ -148,6 +165,8 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
         for (t = 0; t < 2; t++) {
             v->data[t] = (char *) c->region + off;
             off += align64((size_t) v->kv.len * per_slot[t]);
+            v->scale[t] = c->quant ? (float *) ((char *) c->region + off) : NULL;
+            off += align64((size_t) v->kv.len * scale_slot[t]);
         }
         v->indexs = c->state + (size_t) (2 * l) * (size_t) c->B;
         v->starts = v->indexs + c->B;
@@ -165,6 +184,7 @@ cache_destroy(kvmesh_cache_t *c)
         return;
     kvm_plans_free(c);
     kvm_region_free(c->region, c->region_bytes);
+    free(c->qtmp);
     free(c->views);
     free(c->state);
     if (c->comm != MPI_COMM_NULL)
@@ -209,6 +229,7 @@ kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
         c->mesh = part->mesh;
         c->dtype = params->dtype;
         c->esize = kvmesh_dtype_size(params->dtype);
+        c->quant = params->quant;
         env = getenv("KVMESH_CHECK");
         c->checked = params->checked || (env && !strcmp(env, "1"));
         c->B = mp.batch_size;

@@ -44,7 +44,8 @@ struct kvmesh_view {
     bool ring;                    /* SLIDING: slot = position mod len */
     int64_t len;                  /* storage length: S, or min(W, S) */
     kvmesh_span_t kv;             /* this rank's slots of the storage */
-    void *data[2];                /* local key, value shards */
+    void *data[2];                /* local key, value shards (or codes) */
+    float *scale[2];              /* quantized: their scales */
     int32_t *indexs, *starts;     /* replicated, all B rows */
     kvmesh_mask_t mask;
 };
@@ -56,6 +57,10 @@ struct kvmesh_cache {
     MPI_Comm comm;                /* private duplicate for cache traffic */
     kvmesh_dtype_t dtype;
     size_t esize;
+    kvmesh_quant_t quant;
+    int64_t hbytes[2];            /* storage bytes of one head vector */
+    int64_t nscale[2];            /* quantized: scales of one head vector */
+    float *qtmp;                  /* quantized: one head vector in f32 */
     bool checked;
     int64_t B, S, H[2], D[2];
     kvmesh_span_t rows, head[2], dim[2];   /* this rank's cache block */

@@ -9,6 +9,7 @@
 #include "cache.h"
 #include "copy.h"
 #include "dtype.h"
+#include "quant.h"
 #include "ring.h"
 #include "status.h"
 
@@ -51,6 +52,18 @@ runs_into(const kvmesh_view_t *v, int64_t c, int64_t n, int64_t qlo, int64_t nq,
     return count;
 }
 
+/* Quantizes one head vector of D elements (type sdt) into codes and scales. */
+static void
+quantize(const kvmesh_cache_t *c, int t, const char *src, kvmesh_dtype_t sdt,
+         char *codes, float *scales)
+{
+    kvm_convert(c->qtmp, KVMESH_F32, src, sdt, (size_t) c->D[t]);
+    if (c->quant == KVMESH_QUANT_INT8)
+        kvm_q8_encode(c->qtmp, c->D[t], (int8_t *) codes, scales);
+    else
+        kvm_nf4_encode(c->qtmp, c->D[t], (uint8_t *) codes, scales);
+}
+
 /* Writes ntok tokens of one row into local slot \p slot of the cache.
  * src is laid out [ntok][in_head][in_dim] in type sdt. */
 static void
@@ -61,11 +74,11 @@ place(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, int64_t row,
     const kvmesh_span_t ih = pl->in_head[t], id = pl->in_dim[t];
     const kvmesh_span_t h = c->head[t], d = c->dim[t];
     const size_t ses = sdt == KVMESH_F32 ? 4 : 2;
-    char *dst = (char *) v->data[t] +
-                (size_t) ((row * v->kv.len + slot) * h.len * d.len) * c->esize;
+    const int64_t first = (row * v->kv.len + slot) * h.len;   /* head vector */
+    char *dst = (char *) v->data[t] + (size_t) (first * c->hbytes[t]);
     int64_t i, j;
 
-    if (ih.len == h.len && id.len == d.len) {   /* whole tokens: one run */
+    if (!c->quant && ih.len == h.len && id.len == d.len) {   /* one run */
         if (sdt == c->dtype)
             kvm_stream_copy(dst, src, (size_t) (ntok * h.len * d.len) * c->esize);
         else
@@ -76,8 +89,12 @@ place(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, int64_t row,
         for (j = 0; j < h.len; j++) {
             const char *s = src + (size_t) (((i * ih.len + h.lo - ih.lo + j) *
                                              id.len) + d.lo - id.lo) * ses;
-            kvm_convert(dst, c->dtype, s, sdt, (size_t) d.len);
-            dst += (size_t) d.len * c->esize;
+            if (c->quant)
+                quantize(c, t, s, sdt, dst, v->scale[t] +
+                         (first + i * h.len + j) * c->nscale[t]);
+            else
+                kvm_convert(dst, c->dtype, s, sdt, (size_t) d.len);
+            dst += c->hbytes[t];
         }
 }
 
@@ -93,7 +110,7 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
     size_t tok[2];
     int64_t k, gb, nreq = 0;
     int t, r, nrun, rc = MPI_SUCCESS;
-    bool direct = dt == c->dtype;
+    bool direct = dt == c->dtype && !c->quant;
 
     for (t = 0; t < 2; t++) {
         tok[t] = (size_t) (pl->in_head[t].len * pl->in_dim[t].len) * ses;
@@ -140,7 +157,7 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
                     int bytes = (int) ((size_t) ntok * tok[t]);
                     if (direct) {
                         char *d = (char *) v->data[t] + (size_t) ((row * v->kv.len + slot) *
-                            c->head[t].len * c->dim[t].len) * c->esize;
+                            c->head[t].len * c->hbytes[t]);
                         rc = MPI_Irecv(d, bytes, MPI_BYTE, pl->peer[k], t, c->comm,
                                        &c->reqs[nreq++]);
                     } else {
@@ -226,18 +243,52 @@ kvmesh_view_read(const kvmesh_view_t *v, kvmesh_kv_t which, int64_t row,
                  int64_t pos0, int64_t pos1, kvmesh_dtype_t dtype, void *out)
 {
     const kvmesh_cache_t *c;
-    size_t per;
+    int64_t vec, D, i0;
+    size_t per, osize = kvmesh_dtype_size(dtype);
 
-    if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !out)
+    if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !out || !osize)
         return KVMESH_ERR_ARG;
     c = v->cache;
     if (row < 0 || row >= c->rows.len || pos0 < 0 || pos0 > pos1 ||
         pos1 > v->kv.len)
         return KVMESH_ERR_ARG;
     per = (size_t) (c->head[which].len * c->dim[which].len);
-    return kvmesh_convert(out, dtype, (const char *) v->data[which] +
-                          (size_t) (row * v->kv.len + pos0) * per * c->esize,
-                          c->dtype, (size_t) (pos1 - pos0) * per);
+    if (!c->quant)
+        return kvmesh_convert(out, dtype, (const char *) v->data[which] +
+                              (size_t) (row * v->kv.len + pos0) * per * c->esize,
+                              c->dtype, (size_t) (pos1 - pos0) * per);
+    /* dequantize head vector by head vector, 64 elements at a time through
+     * the stack, so concurrent readers share nothing */
+    D = c->D[which];
+    for (vec = (row * v->kv.len + pos0) * c->head[which].len;
+         vec < (row * v->kv.len + pos1) * c->head[which].len; vec++) {
+        const char *codes = (const char *) v->data[which] + vec * c->hbytes[which];
+        const float *sc = v->scale[which] + vec * c->nscale[which];
+        for (i0 = 0; i0 < D; i0 += KVM_NF4_BLOCK) {
+            int64_t i1 = i0 + KVM_NF4_BLOCK < D ? i0 + KVM_NF4_BLOCK : D;
+            float f[KVM_NF4_BLOCK];
+            float *dst = dtype == KVMESH_F32 ? (float *) out : f;
+            if (c->quant == KVMESH_QUANT_INT8)
+                kvm_q8_decode((const int8_t *) codes + i0, *sc, i1 - i0, dst);
+            else
+                kvm_nf4_decode((const uint8_t *) codes, sc, i0, i1, dst);
+            if (dtype != KVMESH_F32)
+                kvm_convert(out, dtype, f, KVMESH_F32, (size_t) (i1 - i0));
+            out = (char *) out + (size_t) (i1 - i0) * osize;
+        }
+    }
+    return KVMESH_SUCCESS;
+}
+
+kvmesh_status_t
+kvmesh_view_scales(const kvmesh_view_t *v, kvmesh_kv_t which,
+                   const float **scales, int64_t *per_head)
+{
+    if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !scales || !per_head)
+        return KVMESH_ERR_ARG;
+    *scales = v->scale[which];
+    *per_head = v->cache->nscale[which];
+    return KVMESH_SUCCESS;
 }
 
 kvmesh_status_t

@@ -1,4 +1,5 @@
 /* Serial reference: see reference.h. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,15 +123,96 @@ ref_allows(int kind, int64_t window, int64_t chunk, int64_t start, int64_t q,
     return ok;
 }
 
+const double ref_nf4_levels[16] = {
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
+    0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+    0.7229568362236023, 1.0
+};
+
+/* largest |x| over the finite elements, in float */
+static float
+ref_amax(const float *x, int64_t n)
+{
+    float m = 0.0f;
+    int64_t i;
+
+    for (i = 0; i < n; i++)
+        if (!isnan(x[i]) && !isinf(x[i]))
+            m = fmaxf(m, fabsf(x[i]));
+    return m;
+}
+
+/* round half to even, by hand */
+static float
+ref_rne(float r)
+{
+    float f = floorf(r), frac = r - f;
+
+    if (frac > 0.5f || (frac == 0.5f && fmodf(f, 2.0f) != 0.0f))
+        f += 1.0f;
+    return f;
+}
+
+void
+ref_q8(const float *x, int64_t D, int *code, float *scale)
+{
+    float s = ref_amax(x, D) / 127.0f;
+    int64_t i;
+
+    s = s + FLT_MIN;
+    for (i = 0; i < D; i++)
+        code[i] = isnan(x[i]) ? 0 : isinf(x[i]) ? (x[i] < 0 ? -127 : 127)
+                                                : (int) ref_rne(x[i] / s);
+    *scale = s;
+}
+
+void
+ref_nf4(const float *x, int64_t D, int *code, float *absmax)
+{
+    int64_t b, i;
+    int k;
+
+    for (b = 0; b < (D + 63) / 64; b++) {
+        int64_t n = D - 64 * b < 64 ? D - 64 * b : 64;
+        float a = ref_amax(x + 64 * b, n);
+        absmax[b] = a;
+        for (i = 64 * b; i < 64 * b + n; i++) {
+            float v = a == 0.0f ? 0.0f : x[i] / a, best = INFINITY;
+            if (isnan(v))
+                v = 0.0f;
+            v = fminf(1.0f, fmaxf(-1.0f, v));
+            for (k = 0; k < 16; k++) {
+                float dist = fabsf(v - (float) ref_nf4_levels[k]);
+                if (dist < best)
+                    best = dist, code[i] = k;
+            }
+        }
+    }
+}
+
+float
+ref_dequant(int quant, int code, float scale)
+{
+    return quant == REF_Q8 ? (float) code * scale
+                           : (float) ref_nf4_levels[code] * scale;
+}
+
 ref_cache_t *
 ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
-           const int64_t D[2], int dtype, const int *kind,
+           const int64_t D[2], int dtype, int quant, const int *kind,
            const int64_t *window, const int64_t *chunk)
 {
-    ref_cache_t *r = calloc(1, sizeof *r);
+    ref_cache_t *r;
     int64_t i, l;
 
-    r->L = L, r->B = B, r->S = S, r->dtype = dtype;
+    if (L <= 0 || B <= 0 || S <= 0)
+        return NULL;
+    r = calloc(1, sizeof *r);
+    r->L = L, r->B = B, r->S = S, r->dtype = dtype, r->quant = quant;
+    for (i = 0; i < 2; i++)
+        r->nscale[i] = quant == REF_Q8 ? 1 : quant == REF_NF4 ? (D[i] + 63) / 64 : 0;
     r->H[0] = H[0], r->H[1] = H[1], r->D[0] = D[0], r->D[1] = D[1];
     r->kind = calloc((size_t) L, sizeof *r->kind);
     r->window = calloc((size_t) L, sizeof *r->window);
@@ -143,9 +225,14 @@ ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
         r->len[l] = r->kind[l] == REF_SLIDING && r->window[l] < S ? r->window[l] : S;
     }
     r->kv = calloc((size_t) (2 * L), sizeof *r->kv);
-    for (i = 0; i < 2 * L; i++)
-        r->kv[i] = calloc((size_t) (B * r->len[i / 2] * H[i % 2] * D[i % 2]),
-                          sizeof(double));
+    r->code = calloc((size_t) (2 * L), sizeof *r->code);
+    r->scale = calloc((size_t) (2 * L), sizeof *r->scale);
+    for (i = 0; i < 2 * L; i++) {
+        size_t vecs = (size_t) (B * r->len[i / 2] * H[i % 2]);
+        r->kv[i] = calloc(vecs * (size_t) D[i % 2], sizeof(double));
+        r->code[i] = calloc(vecs * (size_t) D[i % 2], sizeof(int));
+        r->scale[i] = calloc(vecs * (size_t) (r->nscale[i % 2] + 1), sizeof(float));
+    }
     r->indexs = calloc((size_t) (L * B), sizeof(int32_t));
     r->starts = calloc((size_t) (L * B), sizeof(int32_t));
     return r;
@@ -158,9 +245,14 @@ ref_free(ref_cache_t *r)
 
     if (!r)
         return;
-    for (i = 0; i < 2 * r->L; i++)
+    for (i = 0; i < 2 * r->L; i++) {
         free(r->kv[i]);
+        free(r->code[i]);
+        free(r->scale[i]);
+    }
     free(r->kv);
+    free(r->code);
+    free(r->scale);
     free(r->indexs);
     free(r->starts);
     free(r->kind);
@@ -216,11 +308,27 @@ ref_concat(ref_cache_t *r, int64_t l, int64_t n, const double *const in[2])
             for (j = 0; j < n; j++) {
                 int64_t p = idx[b] + j;
                 int64_t slot = r->kind[l] == REF_SLIDING ? p % r->len[l] : p;
-                for (h = 0; h < r->H[t]; h++)
+                for (h = 0; h < r->H[t]; h++) {
+                    const double *x = &in[t][((b * n + j) * r->H[t] + h) * r->D[t]];
+                    int64_t vec = (b * r->len[l] + slot) * r->H[t] + h;
+                    int *code = &r->code[2 * l + t][vec * r->D[t]];
+                    float *sc = &r->scale[2 * l + t][vec * r->nscale[t]];
+                    float xf[1024];
+                    if (r->quant == REF_QNONE) {
+                        for (d = 0; d < r->D[t]; d++)
+                            *ref_at(r, l, t, b, slot, h, d) = ref_round(x[d], r->dtype);
+                        continue;
+                    }
                     for (d = 0; d < r->D[t]; d++)
-                        *ref_at(r, l, t, b, slot, h, d) = ref_round(
-                            in[t][((b * n + j) * r->H[t] + h) * r->D[t] + d],
-                            r->dtype);
+                        xf[d] = (float) x[d];
+                    if (r->quant == REF_Q8)
+                        ref_q8(xf, r->D[t], code, sc);
+                    else
+                        ref_nf4(xf, r->D[t], code, sc);
+                    for (d = 0; d < r->D[t]; d++)
+                        *ref_at(r, l, t, b, slot, h, d) = ref_dequant(
+                            r->quant, code[d], sc[r->quant == REF_Q8 ? 0 : d / 64]);
+                }
             }
     for (b = 0; b < r->B; b++)
         idx[b] += (int32_t) n;

@@ -9,6 +9,7 @@
 
 enum { REF_F32 = 0, REF_F16 = 1, REF_BF16 = 2 };   /* as kvmesh_dtype_t */
 enum { REF_FULL = 0, REF_SLIDING = 1, REF_CHUNK = 2 };
+enum { REF_QNONE = 0, REF_Q8 = 1, REF_NF4 = 2 };   /* as kvmesh_quant_t */
 
 /** x rounded to the nearest value of type dt, ties to even (doubles hold
  *  every value of the three types exactly). */
@@ -27,9 +28,23 @@ double ref_synth(int t, int64_t l, int64_t b, int64_t p, int64_t h, int64_t d);
 bool ref_allows(int kind, int64_t window, int64_t chunk, int64_t start,
                 int64_t q, int64_t k);
 
+/** INT8 of DESIGN §6 on one vector: codes and the scale. */
+void ref_q8(const float *x, int64_t D, int *code, float *scale);
+/** NF4 of DESIGN §6 on one vector: one code per element, absmax per 64. */
+void ref_nf4(const float *x, int64_t D, int *code, float *absmax);
+/** The value a code stands for. */
+float ref_dequant(int quant, int code, float scale);
+/** The NF4 levels, from DESIGN §6's text. */
+extern const double ref_nf4_levels[16];
+
 typedef struct {
     int64_t L, B, S, H[2], D[2];
     int dtype;
+    int quant;            /* REF_Q*: then kv holds dequantized values and
+                             code / scale what is stored */
+    int **code;           /* [L * 2] [B][len][H][D] */
+    float **scale;        /* [L * 2] [B][len][H][nscale] */
+    int64_t nscale[2];
     int *kind;            /* [L] REF_FULL / REF_SLIDING / REF_CHUNK */
     int64_t *window, *chunk, *len;   /* [L]; len: storage slots per row */
     double **kv;          /* [L * 2] global arrays [B][len][H][D], cache-rounded */
@@ -39,7 +54,7 @@ typedef struct {
 
 /** kind, window, chunk: one per layer (kind NULL: all FULL). */
 ref_cache_t *ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
-                        const int64_t D[2], int dtype, const int *kind,
+                        const int64_t D[2], int dtype, int quant, const int *kind,
                         const int64_t *window, const int64_t *chunk);
 void ref_free(ref_cache_t *r);
 

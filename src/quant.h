@@ -1,0 +1,35 @@
+/* Quantized storage of one head vector (EasyDeL's EasyQuantizer semantics,
+ * DESIGN §6), computed in f32. */
+#ifndef KVMESH_QUANT_H
+#define KVMESH_QUANT_H
+
+#include <stdint.h>
+
+#include "kvmesh.h"
+
+#define KVM_NF4_BLOCK 64
+
+/** Bytes of codes for one head vector of D elements. */
+int64_t kvm_quant_code_bytes(kvmesh_quant_t q, int64_t D);
+/** f32 scales for one head vector of D elements. */
+int64_t kvm_quant_scales(kvmesh_quant_t q, int64_t D);
+
+/** INT8: one scale = amax / 127 + FLT_MIN over the vector (amax of its
+ *  finite elements); q = round-half-even(x / scale); NaN -> 0, +-inf ->
+ *  +-127. */
+void kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale);
+void kvm_q8_decode(const int8_t *q, float scale, int64_t D, float *out);
+
+/** NF4: blocks of 64 (a shorter vector is one block), absmax per block of
+ *  its finite elements, code = nearest of the 16 NF4 levels to x / absmax
+ *  (0 when absmax is 0; the first level on a tie), two codes a byte as
+ *  (c0 << 4) | c1; NaN -> level 0.0, +-inf -> +-1. */
+void kvm_nf4_encode(const float *x, int64_t D, uint8_t *codes, float *absmax);
+/** Decodes elements [i0, i1) of a vector into out[0 .. i1 - i0). */
+void kvm_nf4_decode(const uint8_t *codes, const float *absmax, int64_t i0,
+                    int64_t i1, float *out);
+
+/** The 16 NF4 levels (QLoRA). */
+extern const float kvm_nf4_levels[16];
+
+#endif

@@ -1,0 +1,207 @@
+/* Quantized storage: the int8 and nf4 quantizers against the reference's
+ * own, on random and adversarial vectors; their error bounds; the first
+ * level on an nf4 tie; NaN and infinities; and the memory they take. */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "kvmesh.h"
+#include "quant.h"
+#include "reference.h"
+#include "suites.h"
+
+#define DMAX 200
+
+static uint64_t rs = 99;
+
+static float
+rnd(void)
+{
+    rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float) ((double) (rs >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* vector kinds: random, zeros, one huge value, denormals, mixed scales */
+static void
+fill(float *x, int64_t D, int kind)
+{
+    int64_t i;
+
+    for (i = 0; i < D; i++) {
+        switch (kind) {
+        case 0: x[i] = rnd(); break;
+        case 1: x[i] = 0.0f; break;
+        case 2: x[i] = i == D / 2 ? 3.0e30f : rnd() * 1e-3f; break;
+        case 3: x[i] = rnd() * FLT_MIN * 0.5f; break;        /* subnormal */
+        default: x[i] = rnd() * ldexpf(1.0f, (int) (i % 40) - 20); break;
+        }
+    }
+}
+
+static void
+test_int8(void)
+{
+    static const int64_t dims[] = { 1, 5, 8, 64, 128, 130, 200 };
+    float x[DMAX], deq[DMAX], s = 0.0f, rsc = 0.0f;
+    int8_t q[DMAX];
+    int code[DMAX];
+    long bad_code = 0, bad_bound = 0;
+    size_t di;
+    int kind, rep;
+    int64_t i;
+
+    for (di = 0; di < sizeof dims / sizeof *dims; di++)
+        for (kind = 0; kind < 5; kind++)
+            for (rep = 0; rep < 50; rep++) {
+                int64_t D = dims[di];
+                fill(x, D, kind);
+                kvm_q8_encode(x, D, q, &s);
+                ref_q8(x, D, code, &rsc);
+                bad_code += memcmp(&s, &rsc, sizeof s) != 0;
+                kvm_q8_decode(q, s, D, deq);
+                for (i = 0; i < D; i++) {
+                    bad_code += q[i] != code[i];
+                    /* round-trip error <= scale / 2 */
+                    bad_bound += fabsf(x[i] - deq[i]) > s / 2;
+                }
+            }
+    CU_ASSERT_EQUAL(bad_code, 0);
+    CU_ASSERT_EQUAL(bad_bound, 0);
+    /* all zeros: scale FLT_MIN, codes 0 */
+    fill(x, 8, 1);
+    kvm_q8_encode(x, 8, q, &s);
+    CU_ASSERT(s == FLT_MIN && q[0] == 0 && q[7] == 0);
+    /* NaN becomes 0, +-inf saturate to +-127 (+-amax of the finite ones) */
+    x[0] = NAN, x[1] = INFINITY, x[2] = -INFINITY, x[3] = 2.0f;
+    kvm_q8_encode(x, 8, q, &s);
+    CU_ASSERT(q[0] == 0 && q[1] == 127 && q[2] == -127 && q[3] == 127);
+    CU_ASSERT_DOUBLE_EQUAL(s, 2.0 / 127.0, 1e-7);
+}
+
+static void
+test_nf4(void)
+{
+    static const int64_t dims[] = { 1, 5, 8, 63, 64, 65, 130, 200 };
+    float x[DMAX], deq[DMAX], am[4], ram[4];
+    uint8_t codes[DMAX];
+    int code[DMAX];
+    long bad_code = 0, bad_near = 0, bad_bound = 0;
+    float maxgap = 0.0f;
+    size_t di;
+    int kind, rep, k;
+    int64_t i;
+
+    for (k = 0; k < 15; k++)
+        maxgap = fmaxf(maxgap, kvm_nf4_levels[k + 1] - kvm_nf4_levels[k]);
+    for (di = 0; di < sizeof dims / sizeof *dims; di++)
+        for (kind = 0; kind < 5; kind++)
+            for (rep = 0; rep < 50; rep++) {
+                int64_t D = dims[di];
+                fill(x, D, kind);
+                kvm_nf4_encode(x, D, codes, am);
+                ref_nf4(x, D, code, ram);
+                bad_code += memcmp(am, ram, (size_t) ((D + 63) / 64) * sizeof *am) != 0;
+                kvm_nf4_decode(codes, am, 0, D, deq);
+                for (i = 0; i < D; i++) {
+                    int c = i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4;
+                    float a = am[i / 64], n = a > 0 ? x[i] / a : 0.0f;
+                    bad_code += c != code[i];
+                    /* the nearest level, and the error it implies */
+                    for (k = 0; k < 16; k++)
+                        bad_near += fabsf(n - kvm_nf4_levels[k]) <
+                                    fabsf(n - kvm_nf4_levels[c]);
+                    bad_bound += fabsf(x[i] - deq[i]) > 0.5f * maxgap * a * 1.000001f;
+                }
+                if (D % 2)   /* the unused low nibble of an odd vector is 0 */
+                    bad_code += (codes[D / 2] & 15) != 0;
+            }
+    CU_ASSERT_EQUAL(bad_code, 0);
+    CU_ASSERT_EQUAL(bad_near, 0);
+    CU_ASSERT_EQUAL(bad_bound, 0);
+    /* NaN -> level 0.0 (code 7); +-inf -> +-1 (codes 0 and 15) */
+    x[0] = 1.0f, x[1] = NAN, x[2] = INFINITY, x[3] = -INFINITY;
+    kvm_nf4_encode(x, 4, codes, am);
+    CU_ASSERT(am[0] == 1.0f);
+    CU_ASSERT(codes[0] == (15 << 4 | 7) && codes[1] == (15 << 4 | 0));
+}
+
+/* an exact tie between two levels goes to the first */
+static void
+test_nf4_ties(void)
+{
+    float x[2], am;
+    uint8_t codes[1];
+    int k, step, ties = 0, bad = 0;
+
+    for (k = 0; k < 15; k++) {
+        float mid = (float) (((double) kvm_nf4_levels[k] + kvm_nf4_levels[k + 1]) / 2);
+        for (step = -3; step <= 3; step++) {
+            float n = mid;
+            int s;
+            for (s = 0; s < (step < 0 ? -step : step); s++)
+                n = nextafterf(n, step < 0 ? -2.0f : 2.0f);
+            if (fabsf(n - kvm_nf4_levels[k]) != fabsf(n - kvm_nf4_levels[k + 1]))
+                continue;
+            ties++;
+            x[0] = 1.0f, x[1] = n;     /* absmax 1: x / absmax is n exactly */
+            kvm_nf4_encode(x, 2, codes, &am);
+            bad += (codes[0] & 15) != k;
+        }
+    }
+    CU_ASSERT(ties > 0);
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* bytes of one cache of each storage, D = 128 and D = 130 */
+static size_t
+cache_bytes(kvmesh_quant_t q, int64_t D)
+{
+    kvmesh_mesh_t *mesh = NULL;
+    kvmesh_partition_t *part = NULL;
+    kvmesh_meta_t *meta = NULL;
+    kvmesh_cache_t *c = NULL;
+    kvmesh_meta_params_t mp;
+    kvmesh_cache_params_t cp;
+    size_t bytes;
+
+    CU_ASSERT_EQUAL(kvmesh_mesh_create(MPI_COMM_SELF, "", &mesh), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_partition_create(mesh, &part), KVMESH_SUCCESS);
+    kvmesh_meta_params_init(&mp);
+    mp.batch_size = 2, mp.sequence_length = 32, mp.num_hidden_layers = 3;
+    mp.num_heads = 4, mp.head_dim = D;
+    CU_ASSERT_EQUAL(kvmesh_meta_create(&mp, &meta), KVMESH_SUCCESS);
+    kvmesh_cache_params_init(&cp);
+    cp.quant = q;
+    CU_ASSERT_EQUAL(kvmesh_cache_init(meta, part, &cp, &c), KVMESH_SUCCESS);
+    bytes = kvmesh_cache_local_bytes(c);
+    kvmesh_cache_free(&c);
+    kvmesh_meta_free(&meta);
+    kvmesh_partition_free(&part);
+    kvmesh_mesh_free(&mesh);
+    return bytes;
+}
+
+static void
+test_memory(void)
+{
+    const size_t vecs = 3 * 2 * 2 * 32 * 4;   /* layers, K+V, B, S, heads */
+
+    CU_ASSERT_EQUAL(cache_bytes(KVMESH_QUANT_NONE, 128), vecs * 128 * 2);
+    /* int8: (D + 4) / (2 D) of bf16 exactly */
+    CU_ASSERT_EQUAL(cache_bytes(KVMESH_QUANT_INT8, 128), vecs * (128 + 4));
+    /* nf4: D / 2 bytes of codes and 4 bytes per 64: 72 / 256 of bf16 */
+    CU_ASSERT_EQUAL(cache_bytes(KVMESH_QUANT_NF4, 128), vecs * (64 + 8));
+    CU_ASSERT_EQUAL(cache_bytes(KVMESH_QUANT_NF4, 130), vecs * (65 + 12));
+}
+
+int
+add_quant_suite(void)
+{
+    CU_pSuite s = CU_add_suite("quantized storage", NULL, NULL);
+    if (!s)
+        return 1;
+    return !CU_add_test(s, "int8 against the reference, error <= scale/2", test_int8) ||
+           !CU_add_test(s, "nf4 against the reference, nearest level", test_nf4) ||
+           !CU_add_test(s, "nf4 ties go to the first level", test_nf4_ties) ||
+           !CU_add_test(s, "memory per storage type", test_memory);
+}
