@@ -3,8 +3,10 @@
  *   --op init           one whole cache init vs malloc + memset of the same
  *                       bytes per rank
  *   --op concat-decode  one decode step (n = 1, every layer, rows at
- *                       different fill levels mid-cache) vs a memcpy of the
- *                       bytes the busiest rank writes, into a warm buffer
+ *                       different fill levels mid-cache, past the window
+ *                       for sliding layers so every append wraps the ring)
+ *                       vs a memcpy of the (bf16-equivalent) bytes the
+ *                       busiest rank writes, into a warm buffer
  *
  * A and B alternate within each repetition; a repetition's time is the
  * slowest rank's; the figure is the median over repetitions. */
@@ -19,7 +21,11 @@
 typedef struct {
     const char *op, *mesh, *dtype_name;
     int64_t layers, batch, seq, kv_heads, head_dim;
-    int64_t ref_seq;   /* concat-decode: second length, same run */
+    int64_t window;    /* > 0: every layer SLIDING with this window */
+    int64_t ref_seq;   /* concat-decode: a second cache in the same run, */
+    int64_t ref_window;/* ... of this length and window (-1: as the first) */
+    const char *quant_name;
+    kvmesh_quant_t quant;
     int reps, inner;
     kvmesh_dtype_t dtype;
     bool json;
@@ -34,9 +40,12 @@ usage(void)
         fprintf(stderr,
             "usage: kvmesh-bench --op init|concat-decode [--layers 8] [--batch 8]\n"
             "         [--seq 4096] [--kv-heads 8] [--head-dim 128] [--dtype bf16|f16|f32]\n"
-            "         [--mesh tp=2,sp=2] [--reps N] [--inner N] [--ref-seq S] [--json]\n"
-            "  --ref-seq S  concat-decode: also time a cache of S positions, interleaved\n"
-            "               in the same run, and report seconds / its seconds\n");
+            "         [--mesh tp=2,sp=2] [--reps N] [--inner N] [--window W]\n"
+            "         [--quant none|int8|nf4] [--ref-seq S] [--ref-window W] [--json]\n"
+            "  --window W      every layer SLIDING with window W (0: FULL)\n"
+            "  --ref-seq S, --ref-window W  concat-decode: also time a second cache\n"
+            "               (S positions, window W; 0: FULL), interleaved in the same\n"
+            "               run, and report seconds / its seconds as ref_ratio\n");
 }
 
 static int
@@ -46,13 +55,14 @@ parse(int argc, char **argv, opts_t *o)
         { "op", 1, 0, 'o' }, { "layers", 1, 0, 'l' }, { "batch", 1, 0, 'b' },
         { "seq", 1, 0, 's' }, { "kv-heads", 1, 0, 'k' }, { "head-dim", 1, 0, 'd' },
         { "dtype", 1, 0, 't' }, { "mesh", 1, 0, 'm' }, { "reps", 1, 0, 'r' },
-        { "inner", 1, 0, 'i' }, { "ref-seq", 1, 0, 'q' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' },
+        { "inner", 1, 0, 'i' }, { "ref-seq", 1, 0, 'q' },
+        { "window", 1, 0, 'w' }, { "ref-window", 1, 0, 'W' }, { "quant", 1, 0, 'Q' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' },
         { 0, 0, 0, 0 }
     };
     int c;
 
-    *o = (opts_t) { "init", "tp=2,sp=2", "bf16", 8, 8, 4096, 8, 128, 0, 0, 64,
-                    KVMESH_BF16, false };
+    *o = (opts_t) { "init", "tp=2,sp=2", "bf16", 8, 8, 4096, 8, 128, 0, 0, -1,
+                    "none", KVMESH_QUANT_NONE, 0, 64, KVMESH_BF16, false };
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
         case 'o': o->op = optarg; break;
@@ -66,6 +76,9 @@ parse(int argc, char **argv, opts_t *o)
         case 'r': o->reps = atoi(optarg); break;
         case 'i': o->inner = atoi(optarg); break;
         case 'q': o->ref_seq = atoll(optarg); break;
+        case 'w': o->window = atoll(optarg); break;
+        case 'W': o->ref_window = atoll(optarg); break;
+        case 'Q': o->quant_name = optarg; break;
         case 'j': o->json = true; break;
         default: return 1;
         }
@@ -76,10 +89,32 @@ parse(int argc, char **argv, opts_t *o)
     else return 1;
     if (strcmp(o->op, "init") && strcmp(o->op, "concat-decode"))
         return 1;
+    if (!strcmp(o->quant_name, "none")) o->quant = KVMESH_QUANT_NONE;
+    else if (!strcmp(o->quant_name, "int8")) o->quant = KVMESH_QUANT_INT8;
+    else if (!strcmp(o->quant_name, "nf4")) o->quant = KVMESH_QUANT_NF4;
+    else return 1;
     if (o->reps <= 0)
         o->reps = strcmp(o->op, "init") ? 51 : 5;
     return o->inner <= 0 || o->layers <= 0 || o->batch <= 0 || o->seq <= 0 ||
            o->kv_heads <= 0 || o->head_dim <= 0;
+}
+
+static int64_t
+ref_seq_of(const opts_t *o)
+{
+    return o->ref_seq ? o->ref_seq : o->seq;
+}
+
+static int64_t
+ref_window_of(const opts_t *o)
+{
+    return o->ref_window >= 0 ? o->ref_window : o->window;
+}
+
+static bool
+has_ref(const opts_t *o)
+{
+    return o->ref_seq || o->ref_window >= 0;
 }
 
 static int
@@ -113,10 +148,13 @@ report(const opts_t *o, double bytes, double secs, const char *base, double bsec
 
     if (rank != 0)
         return;
+    len += (size_t) snprintf(extra, sizeof extra, ",\"window\":%ld,\"quant\":\"%s\"",
+                             (long) o->window, o->quant_name);
     if (ref_secs > 0.0)
-        len += (size_t) snprintf(extra, sizeof extra, ",\"ref_seq\":%ld,"
-                                 "\"ref_seconds\":%.9g,\"seq_ratio\":%.4g",
-                                 (long) o->ref_seq, ref_secs, secs / ref_secs);
+        len += (size_t) snprintf(extra + len, sizeof extra - len, ",\"ref_seq\":%ld,"
+                                 "\"ref_window\":%ld,\"ref_seconds_same_bytes\":%.9g,"
+                                 "\"ref_ratio\":%.4g", (long) ref_seq_of(o),
+                                 (long) ref_window_of(o), ref_secs, secs / ref_secs);
     if (cold_secs > 0.0)
         snprintf(extra + len, sizeof extra - len, ",\"cold_baseline\":"
                  "\"memcpy to untouched lines\",\"cold_seconds\":%.9g,"
@@ -139,8 +177,9 @@ report(const opts_t *o, double bytes, double secs, const char *base, double bsec
         printf("%-14s memcpy to untouched lines %.3g s; ratio %.3f\n", "",
                cold_secs, secs / cold_secs);
     if (!o->json && ref_secs > 0.0)
-        printf("%-14s %ld positions: %.3g s; ratio %.3f to %ld positions\n", "",
-               (long) o->seq, secs, secs / ref_secs, (long) o->ref_seq);
+        printf("%-14s %ld positions, window %ld: %.3g s; ratio %.3f to %ld positions, "
+               "window %ld\n", "", (long) o->seq, (long) o->window, secs,
+               secs / ref_secs, (long) ref_seq_of(o), (long) ref_window_of(o));
     fflush(stdout);
 }
 
@@ -151,7 +190,9 @@ make_cache(const opts_t *o, kvmesh_mesh_t *mesh, kvmesh_partition_t **part,
     kvmesh_meta_params_t mp;
     kvmesh_cache_params_t cp;
     kvmesh_meta_t *meta = NULL;
+    kvmesh_mask_detail_t *det = NULL;
     kvmesh_status_t st;
+    int64_t l;
 
     kvmesh_meta_params_init(&mp);
     mp.batch_size = o->batch, mp.sequence_length = o->seq;
@@ -162,9 +203,19 @@ make_cache(const opts_t *o, kvmesh_mesh_t *mesh, kvmesh_partition_t **part,
         st = kvmesh_partition_create(mesh, part);
     kvmesh_cache_params_init(&cp);
     cp.dtype = o->dtype;
+    cp.quant = o->quant;
+    if (o->window > 0) {
+        det = malloc((size_t) o->layers * sizeof *det);
+        for (l = 0; det && l < o->layers; l++)
+            det[l] = (kvmesh_mask_detail_t) { KVMESH_MASK_SLIDING, o->window, 0 };
+        if (!det && st == KVMESH_SUCCESS)
+            st = KVMESH_ERR_NOMEM;
+        cp.details = det;
+    }
     if (st == KVMESH_SUCCESS)
         st = kvmesh_cache_init(meta, *part, &cp, c);
     kvmesh_meta_free(&meta);
+    free(det);
     return st;
 }
 
@@ -221,8 +272,10 @@ typedef struct {
     void *in[2];
     int32_t *idx;
     int64_t seq, done;     /* steps taken since the rows were last reset */
-    kvmesh_block_t local;  /* this rank's key block */
-    size_t tok_bytes;      /* K + V bytes of one token of one local row */
+    kvmesh_block_t local;  /* this rank's key block (dimension 1: slots) */
+    int64_t len;           /* storage slots per row: seq, or the window */
+    size_t tok_bytes;      /* K + V bytes of one token of one local row, as
+                              bf16 for quantized caches */
 } decode_t;
 
 static void
@@ -236,7 +289,8 @@ decode_free(decode_t *d)
 }
 
 static kvmesh_status_t
-decode_setup(const opts_t *o, int64_t seq, kvmesh_mesh_t *mesh, decode_t *d)
+decode_setup(const opts_t *o, int64_t seq, int64_t window, kvmesh_mesh_t *mesh,
+             decode_t *d)
 {
     opts_t oo = *o;
     size_t esize = kvmesh_dtype_size(o->dtype);
@@ -247,9 +301,11 @@ decode_setup(const opts_t *o, int64_t seq, kvmesh_mesh_t *mesh, decode_t *d)
 
     memset(d, 0, sizeof *d);
     oo.seq = seq;
+    oo.window = window;
+    d->len = window > 0 && window < seq ? window : seq;
     d->seq = seq;
     d->done = seq;          /* forces a reset before the first run */
-    if (seq < 4 * o->inner + 8)
+    if (seq < 4 * o->inner + 8 || (window > 0 && seq < 2 * window + 4 * o->inner))
         return KVMESH_ERR_ARG;
     st = make_cache(&oo, mesh, &d->part, &d->c);
     if (st == KVMESH_SUCCESS)
@@ -274,13 +330,18 @@ decode_setup(const opts_t *o, int64_t seq, kvmesh_mesh_t *mesh, decode_t *d)
             st = kvmesh_view_local(v, (kvmesh_kv_t) t, NULL, &blk);
         if (t == 0)
             d->local = blk;
-        d->tok_bytes += (size_t) (blk.shape[2] * blk.shape[3]) * esize;
+        d->tok_bytes += (size_t) (blk.shape[2] * blk.shape[3]) *
+                        (o->quant ? 2 : esize);
     }
     d->idx = malloc((size_t) o->batch * sizeof *d->idx);
     if (!d->idx && st == KVMESH_SUCCESS)
         st = KVMESH_ERR_NOMEM;
+    /* full layers: rows spread over the middle half of the cache; rings:
+     * past the window (every append overwrites), rows spread evenly over
+     * the slots, so each kv block holds as many rows in both layouts */
     for (b = 0; d->idx && b < o->batch; b++)
-        d->idx[b] = (int32_t) (seq / 4 + b * (seq / 2) / o->batch);
+        d->idx[b] = (int32_t) (window > 0 ? d->len + b * d->len / o->batch
+                                          : seq / 4 + b * (seq / 2) / o->batch);
     return st;
 }
 
@@ -299,17 +360,19 @@ decode_bytes(const opts_t *o, decode_t *d)
         return 0.0;
     idx = kvmesh_view_indexs(v);
     for (r = b->offset[0]; r < b->offset[0] + b->shape[0]; r++)
-        for (k = 0; k < o->inner; k++)
-            if (idx[r] + k >= b->offset[1] && idx[r] + k < b->offset[1] + b->shape[1])
+        for (k = 0; k < o->inner; k++) {
+            int64_t slot = (idx[r] + k) % d->len;    /* = position unless a ring */
+            if (slot >= b->offset[1] && slot < b->offset[1] + b->shape[1])
                 bytes += (double) d->tok_bytes;
+        }
     return bytes * (double) o->layers / o->inner;
 }
 
 /* Slowest rank's time of one decode step (all layers), over o->inner steps.
  * Rows keep growing from run to run, so every step writes positions that
  * were not written before (cold lines, as in a real decode); they go back
- * to their initial fill levels only when the last row would pass 3/4 of
- * the cache. */
+ * to their initial fill levels only when the last row would pass the end
+ * of the cache. */
 static kvmesh_status_t
 decode_run(const opts_t *o, decode_t *d, double *secs, double *bytes)
 {
@@ -318,7 +381,7 @@ decode_run(const opts_t *o, decode_t *d, double *secs, double *bytes)
     int64_t l;
     int k;
 
-    if (d->idx[o->batch - 1] + d->done + o->inner > d->seq * 3 / 4 + o->inner) {
+    if (d->idx[o->batch - 1] + d->done + o->inner > d->seq) {
         st = kvmesh_cache_insert_index(d->c, 0, o->batch, d->idx);
         d->done = 0;
     }
@@ -344,6 +407,7 @@ bench_decode(const opts_t *o, kvmesh_mesh_t *mesh)
 {
     double *a = calloc((size_t) o->reps, sizeof *a), *b = calloc((size_t) o->reps, sizeof *b);
     double *c = calloc((size_t) o->reps, sizeof *c), *w = calloc((size_t) o->reps, sizeof *w);
+    double *cw = calloc((size_t) o->reps, sizeof *cw);
     decode_t main_w, ref_w;
     kvmesh_status_t st, st2 = KVMESH_SUCCESS;
     char *src = NULL, *dst = NULL;
@@ -352,9 +416,9 @@ bench_decode(const opts_t *o, kvmesh_mesh_t *mesh)
     size_t most, cold_len = 0, cold_off = 0;
     int r, k;
 
-    st = decode_setup(o, o->seq, mesh, &main_w);
-    if (o->ref_seq)
-        st2 = decode_setup(o, o->ref_seq, mesh, &ref_w);
+    st = decode_setup(o, o->seq, o->window, mesh, &main_w);
+    if (has_ref(o))
+        st2 = decode_setup(o, ref_seq_of(o), ref_window_of(o), mesh, &ref_w);
     if (st == KVMESH_SUCCESS)
         st = st2;
     most = (size_t) main_w.local.shape[0] * main_w.tok_bytes * (size_t) o->layers;
@@ -375,10 +439,10 @@ bench_decode(const opts_t *o, kvmesh_mesh_t *mesh)
     /* A (and the second length), then B, in every repetition; r = -1 warms.
      * B copies what the busiest rank wrote per step in that repetition. */
     for (r = -1; r < o->reps && st == KVMESH_SUCCESS; r++) {
-        double ta, tb, tc = 0.0, tc2, tw, t0, bytes, junk;
+        double ta, tb, tc = 0.0, tc2, tw, t0, bytes, junk = 0.0;
 
         st = decode_run(o, &main_w, &ta, &bytes);
-        if (st == KVMESH_SUCCESS && o->ref_seq)
+        if (st == KVMESH_SUCCESS && has_ref(o))
             st = decode_run(o, &ref_w, &tc, &junk);
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = MPI_Wtime();
@@ -407,13 +471,16 @@ bench_decode(const opts_t *o, kvmesh_mesh_t *mesh)
         cold_off = (cold_off + (size_t) bytes * (size_t) o->inner + 63) / 64 * 64 % cold_len;
         if (r >= 0)
             a[r] = ta, b[r] = tb, c[r] = tc, w[r] = bytes, e[r] = tc2,
-            f[r] = bytes * o->inner / tw;
+            f[r] = bytes * o->inner / tw, cw[r] = junk;
     }
     if (st == KVMESH_SUCCESS) {
         double secs = median(a, o->reps), cold_secs = median(e, o->reps);
         double bytes = median(w, o->reps), bw = median(f, o->reps);
         double base = median(b, o->reps);
-        report(o, bytes, secs, "memcpy", base, o->ref_seq ? median(c, o->reps) : 0.0,
+        /* the second cache may put a different share of the rows on the
+         * busiest rank: compare seconds per byte */
+        report(o, bytes, secs, "memcpy", base,
+               has_ref(o) ? median(c, o->reps) * bytes / median(cw, o->reps) : 0.0,
                cold_secs);
         /* no implementation can write these bytes faster than the memory
          * takes them: the least ratio this machine allows */
@@ -436,12 +503,13 @@ done:
     free(e);
     free(f);
     decode_free(&main_w);
-    if (o->ref_seq)
+    if (has_ref(o))
         decode_free(&ref_w);
     free(a);
     free(b);
     free(c);
     free(w);
+    free(cw);
     return st;
 }
 

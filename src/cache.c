@@ -130,9 +130,11 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
                         sizeof(float);
     }
     if (c->quant) {
+        int64_t hb0 = c->head[0].len * c->hbytes[0], hb1 = c->head[1].len * c->hbytes[1];
         c->qtmp = malloc((size_t) (c->D[0] > c->D[1] ? c->D[0] : c->D[1]) *
                          sizeof(float));
-        if (!c->qtmp)
+        c->qcodes = malloc((size_t) (hb0 > hb1 ? hb0 : hb1));
+        if (!c->qtmp || !c->qcodes)
             return KVMESH_ERR_NOMEM;
     }
     KVMESH_TRY(kvm_plans_build(c));
@@ -185,6 +187,7 @@ cache_destroy(kvmesh_cache_t *c)
     kvm_plans_free(c);
     kvm_region_free(c->region, c->region_bytes);
     free(c->qtmp);
+    free(c->qcodes);
     free(c->views);
     free(c->state);
     if (c->comm != MPI_COMM_NULL)

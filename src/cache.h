@@ -61,6 +61,7 @@ struct kvmesh_cache {
     int64_t hbytes[2];            /* storage bytes of one head vector */
     int64_t nscale[2];            /* quantized: scales of one head vector */
     float *qtmp;                  /* quantized: one head vector in f32 */
+    char *qcodes;                 /* quantized: codes of one token's heads */
     bool checked;
     int64_t B, S, H[2], D[2];
     kvmesh_span_t rows, head[2], dim[2];   /* this rank's cache block */

@@ -32,8 +32,8 @@ kvmesh_dtype_size(kvmesh_dtype_t dtype)
     return 0;
 }
 
-uint16_t
-kvmesh_f32_to_bf16(float x)
+static inline uint16_t
+to_bf16(float x)
 {
     uint32_t u = f32_bits(x);
 
@@ -45,8 +45,8 @@ kvmesh_f32_to_bf16(float x)
     return (uint16_t) (u >> 16);
 }
 
-float
-kvmesh_bf16_to_f32(uint16_t h)
+static inline float
+from_bf16(uint16_t h)
 {
     return bits_f32((uint32_t) h << 16);
 }
@@ -64,8 +64,8 @@ rne_shift(uint32_t m, unsigned shift)
     return q;
 }
 
-uint16_t
-kvmesh_f32_to_f16(float x)
+static inline uint16_t
+to_f16(float x)
 {
     uint32_t u = f32_bits(x);
     uint16_t sign = (uint16_t) ((u >> 16) & 0x8000u);
@@ -91,8 +91,8 @@ kvmesh_f32_to_f16(float x)
     return (uint16_t) (sign + rne_shift(((e - 112u) << 23) | m, 13));
 }
 
-float
-kvmesh_f16_to_f32(uint16_t h)
+static inline float
+from_f16(uint16_t h)
 {
     uint32_t sign = (uint32_t) (h & 0x8000u) << 16;
     uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
@@ -112,6 +112,14 @@ kvmesh_f16_to_f32(uint16_t h)
     }
     return bits_f32(sign | ((e + 112u) << 23) | (m << 13));
 }
+
+/* The exported conversions wrap the inline ones: a call from inside the
+ * library to an exported function goes through the PLT and cannot be
+ * inlined, which made bulk conversion several times slower. */
+uint16_t kvmesh_f32_to_bf16(float x) { return to_bf16(x); }
+float kvmesh_bf16_to_f32(uint16_t h) { return from_bf16(h); }
+uint16_t kvmesh_f32_to_f16(float x) { return to_f16(x); }
+float kvmesh_f16_to_f32(uint16_t h) { return from_f16(h); }
 
 kvmesh_status_t
 kvmesh_convert(void *dst, kvmesh_dtype_t dt, const void *src,
@@ -138,18 +146,18 @@ kvm_convert(void *dst, kvmesh_dtype_t dt, const void *src, kvmesh_dtype_t st,
         const float *s = src;
         uint16_t *d = dst;
         if (dt == KVMESH_BF16)
-            for (i = 0; i < count; i++) d[i] = kvmesh_f32_to_bf16(s[i]);
+            for (i = 0; i < count; i++) d[i] = to_bf16(s[i]);
         else
-            for (i = 0; i < count; i++) d[i] = kvmesh_f32_to_f16(s[i]);
+            for (i = 0; i < count; i++) d[i] = to_f16(s[i]);
         return;
     }
     if (dt == KVMESH_F32) {
         const uint16_t *s = src;
         float *d = dst;
         if (st == KVMESH_BF16)
-            for (i = 0; i < count; i++) d[i] = kvmesh_bf16_to_f32(s[i]);
+            for (i = 0; i < count; i++) d[i] = from_bf16(s[i]);
         else
-            for (i = 0; i < count; i++) d[i] = kvmesh_f16_to_f32(s[i]);
+            for (i = 0; i < count; i++) d[i] = from_f16(s[i]);
         return;
     }
     {   /* f16 <-> bf16 through f32: exact widening, one rounding */
@@ -157,9 +165,9 @@ kvm_convert(void *dst, kvmesh_dtype_t dt, const void *src, kvmesh_dtype_t st,
         uint16_t *d = dst;
         if (dt == KVMESH_BF16)
             for (i = 0; i < count; i++)
-                d[i] = kvmesh_f32_to_bf16(kvmesh_f16_to_f32(s[i]));
+                d[i] = to_bf16(from_f16(s[i]));
         else
             for (i = 0; i < count; i++)
-                d[i] = kvmesh_f32_to_f16(kvmesh_bf16_to_f32(s[i]));
+                d[i] = to_f16(from_bf16(s[i]));
     }
 }

@@ -85,17 +85,23 @@ place(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, int64_t row,
             kvm_convert(dst, c->dtype, src, sdt, (size_t) (ntok * h.len * d.len));
         return;
     }
-    for (i = 0; i < ntok; i++)
+    for (i = 0; i < ntok; i++) {
+        /* a token's codes for all its heads are contiguous: build them
+         * aside and stream them out like unquantized tokens */
+        char *out = c->quant ? c->qcodes : dst;
         for (j = 0; j < h.len; j++) {
             const char *s = src + (size_t) (((i * ih.len + h.lo - ih.lo + j) *
                                              id.len) + d.lo - id.lo) * ses;
             if (c->quant)
-                quantize(c, t, s, sdt, dst, v->scale[t] +
+                quantize(c, t, s, sdt, out + j * c->hbytes[t], v->scale[t] +
                          (first + i * h.len + j) * c->nscale[t]);
             else
-                kvm_convert(dst, c->dtype, s, sdt, (size_t) d.len);
-            dst += c->hbytes[t];
+                kvm_convert(out + j * c->hbytes[t], c->dtype, s, sdt, (size_t) d.len);
         }
+        if (c->quant)
+            kvm_stream_copy(dst, c->qcodes, (size_t) (h.len * c->hbytes[t]));
+        dst += h.len * c->hbytes[t];
+    }
 }
 
 /* Moves the new tokens to their owners and stores them. */

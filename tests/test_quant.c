@@ -38,10 +38,11 @@ fill(float *x, int64_t D, int kind)
     }
 }
 
+/* every int8 encoder path (fastest, SSE2, scalar) against the reference */
 static void
-test_int8(void)
+int8_path(int path)
 {
-    static const int64_t dims[] = { 1, 5, 8, 64, 128, 130, 200 };
+    static const int64_t dims[] = { 1, 5, 8, 16, 31, 32, 64, 128, 130, 200 };
     float x[DMAX], deq[DMAX], s = 0.0f, rsc = 0.0f;
     int8_t q[DMAX];
     int code[DMAX];
@@ -50,23 +51,41 @@ test_int8(void)
     int kind, rep;
     int64_t i;
 
+    kvm_q8_path = path;
     for (di = 0; di < sizeof dims / sizeof *dims; di++)
         for (kind = 0; kind < 5; kind++)
             for (rep = 0; rep < 50; rep++) {
                 int64_t D = dims[di];
                 fill(x, D, kind);
+                if (rep == 7 && D > 3)          /* non-finite in the vector */
+                    x[1] = NAN, x[D - 2] = -INFINITY;
+                if (rep == 9)   /* scale 1, quotients exactly k + 1/2: ties */
+                    for (i = 0; i < D; i++)
+                        x[i] = i == 0 ? 127.0f : (float) (i % 254 - 127) + 0.5f;
                 kvm_q8_encode(x, D, q, &s);
                 ref_q8(x, D, code, &rsc);
                 bad_code += memcmp(&s, &rsc, sizeof s) != 0;
                 kvm_q8_decode(q, s, D, deq);
                 for (i = 0; i < D; i++) {
                     bad_code += q[i] != code[i];
-                    /* round-trip error <= scale / 2 */
-                    bad_bound += fabsf(x[i] - deq[i]) > s / 2;
+                    /* round-trip error <= scale / 2, for finite elements */
+                    bad_bound += isfinite(x[i]) && fabsf(x[i] - deq[i]) > s / 2;
                 }
             }
+    kvm_q8_path = 0;
     CU_ASSERT_EQUAL(bad_code, 0);
     CU_ASSERT_EQUAL(bad_bound, 0);
+}
+
+static void
+test_int8(void)
+{
+    float x[DMAX], s = 0.0f;
+    int8_t q[DMAX];
+    int path;
+
+    for (path = 0; path <= 2; path++)
+        int8_path(path);
     /* all zeros: scale FLT_MIN, codes 0 */
     fill(x, 8, 1);
     kvm_q8_encode(x, 8, q, &s);
@@ -76,6 +95,48 @@ test_int8(void)
     kvm_q8_encode(x, 8, q, &s);
     CU_ASSERT(q[0] == 0 && q[1] == 127 && q[2] == -127 && q[3] == 127);
     CU_ASSERT_DOUBLE_EQUAL(s, 2.0 / 127.0, 1e-7);
+}
+
+/* inputs whose quotient x / s and product x * (1 / s) round to different
+ * integers: the fast paths must notice and divide */
+static void
+test_int8_near_ties(void)
+{
+    float x[128], s, rsc, inv;
+    int8_t q[128];
+    int code[128], found = 0, bad = 0, trial, k, u, path, n;
+
+    for (trial = 0; trial < 400 && found < 20; trial++) {
+        float amax = 1.0f + fabsf(rnd()) * 100.0f;
+        s = amax / 127.0f + FLT_MIN;
+        inv = 1.0f / s;
+        n = 0;
+        x[n++] = amax;
+        for (k = -126; k < 126 && n < 128; k++) {
+            float t = ((float) k + 0.5f) * s;
+            for (u = -3; u <= 3 && n < 128; u++) {
+                float v = t;
+                int m;
+                for (m = 0; m < (u < 0 ? -u : u); m++)
+                    v = nextafterf(v, u < 0 ? -INFINITY : INFINITY);
+                if (fabsf(v) <= amax && nearbyintf(v / s) != nearbyintf(v * inv))
+                    x[n++] = v;
+            }
+        }
+        if (n == 1)
+            continue;
+        found += n - 1;
+        ref_q8(x, n, code, &rsc);
+        for (path = 0; path <= 2; path++) {
+            kvm_q8_path = path;
+            kvm_q8_encode(x, n, q, &s);
+            for (k = 0; k < n; k++)
+                bad += q[k] != code[k];
+        }
+        kvm_q8_path = 0;
+    }
+    CU_ASSERT(found > 0);
+    CU_ASSERT_EQUAL(bad, 0);
 }
 
 static void
@@ -201,6 +262,7 @@ add_quant_suite(void)
     if (!s)
         return 1;
     return !CU_add_test(s, "int8 against the reference, error <= scale/2", test_int8) ||
+           !CU_add_test(s, "int8 quotients near a tie", test_int8_near_ties) ||
            !CU_add_test(s, "nf4 against the reference, nearest level", test_nf4) ||
            !CU_add_test(s, "nf4 ties go to the first level", test_nf4_ties) ||
            !CU_add_test(s, "memory per storage type", test_memory);
