@@ -55,7 +55,7 @@ MPI_Barrier(MPI_Comm m)
 #define S 16
 
 static kvmesh_cache_t *
-make(kvmesh_partition_t *part, bool checked)
+make(kvmesh_partition_t *part, bool checked, int64_t window)
 {
     kvmesh_meta_params_t mp;
     kvmesh_cache_params_t cp;
@@ -68,6 +68,9 @@ make(kvmesh_partition_t *part, bool checked)
     H_OK(kvmesh_meta_create(&mp, &meta));
     kvmesh_cache_params_init(&cp);
     cp.checked = checked;
+    kvmesh_mask_detail_t det = { KVMESH_MASK_SLIDING, window, 0 };
+    if (window)
+        cp.details = &det;
     H_OK(kvmesh_cache_init(meta, part, &cp, &c));
     kvmesh_meta_free(&meta);
     return c;
@@ -111,7 +114,7 @@ main(int argc, char **argv)
     H_OK(kvmesh_mesh_create(MPI_COMM_WORLD, spec, &mesh));
     H_OK(kvmesh_partition_create(mesh, &part));
 
-    c = make(part, false);
+    c = make(part, false, 0);
     /* prefill of the whole length from empty rows: query blocks = kv blocks */
     append(c, KVMESH_MODE_PREFILL, S, &p2p, &coll);
     H_CHECK(p2p == 0 && coll == 0, "aligned prefill n=S: %ld p2p, %ld collective", p2p, coll);
@@ -136,9 +139,32 @@ main(int argc, char **argv)
     kvmesh_cache_free(&c);
 
     /* checked mode: exactly one allreduce, still no point-to-point */
-    c = make(part, true);
+    c = make(part, true, 0);
     append(c, KVMESH_MODE_DECODE, 1, &p2p, &coll);
     H_CHECK(p2p == 0 && coll == 1, "checked decode: %ld p2p, %ld collective", p2p, coll);
+    kvmesh_cache_free(&c);
+
+    /* a ring of W = 8 (slots 0-3 on sp 0, 4-7 on sp 1): a decode step
+     * sends nothing; 4 tokens from 6 land in slots 6, 7, 0, 1, so each sp
+     * rank's 2 tokens go to the other: per row and rank a K and a V send
+     * and a K and a V receive, 8 B calls in all */
+    c = make(part, false, 8);
+    {
+        int32_t six[B] = { 6, 6, 6, 6 };
+        H_OK(kvmesh_cache_insert_index(c, 0, B, six));
+    }
+    append(c, KVMESH_MODE_DECODE, 1, &p2p, &coll);
+    H_CHECK(p2p == 0 && coll == 0, "ring decode: %ld p2p, %ld collective", p2p, coll);
+    {
+        int32_t six[B] = { 6, 6, 6, 6 };
+        H_OK(kvmesh_cache_insert_index(c, 0, B, six));
+    }
+    append(c, KVMESH_MODE_PREFILL, 4, &p2p, &coll);
+    total[0] = p2p;
+    MPI_Allreduce(MPI_IN_PLACE, total, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+    H_CHECK(coll == 0, "ring prefill: %ld collective calls", coll);
+    H_CHECK(total[0] == (sp == 2 ? 8L * B : 0L), "ring prefill: %ld p2p calls, want %ld",
+            total[0], sp == 2 ? 8L * B : 0L);
     kvmesh_cache_free(&c);
 
     kvmesh_partition_free(&part);

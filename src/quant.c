@@ -35,6 +35,15 @@ kvm_quant_scales(kvmesh_quant_t q, int64_t D)
          : q == KVMESH_QUANT_NF4 ? (D + KVM_NF4_BLOCK - 1) / KVM_NF4_BLOCK : 0;
 }
 
+/* r rounded half to even, for |r| < 2^22, in the default rounding mode:
+ * adding 1.5 * 2^23 leaves no fraction bits */
+static inline float
+rne(float r)
+{
+    const float magic = 12582912.0f;
+    return (r + magic) - magic;
+}
+
 /* largest magnitude of the finite elements; *special set when one is not */
 static float
 finite_amax(const float *x, int64_t n, int *special)
@@ -52,15 +61,6 @@ finite_amax(const float *x, int64_t n, int *special)
     }
     *special = bad;
     return amax;
-}
-
-/* r rounded half to even, for |r| < 2^22, in the default rounding mode:
- * adding 1.5 * 2^23 leaves no fraction bits */
-static inline float
-rne(float r)
-{
-    const float magic = 12582912.0f;
-    return (r + magic) - magic;
 }
 
 #if defined(KVM_X86) && defined(__GNUC__)
@@ -96,12 +96,11 @@ q8_encode_avx2(const float *x, int64_t D, int8_t *q, float *scale, int *special)
     bad = _mm256_movemask_ps(ok) != 0xff;
     for (k = 0; k < 8; k++)
         a = a > lanes[k] ? a : lanes[k];
-    for (i = n; i < D; i++) {
-        float t = fabsf(x[i]);
-        int finite = t <= FLT_MAX;
-        bad |= !finite;
-        t = finite ? t : 0.0f;
+    {
+        int tail_bad;
+        float t = finite_amax(x + n, D - n, &tail_bad);
         a = a > t ? a : t;
+        bad |= tail_bad;
     }
     s = a / 127.0f + FLT_MIN;
     sv = _mm256_set1_ps(s);
@@ -176,12 +175,11 @@ q8_encode_sse2(const float *x, int64_t D, int8_t *q, float *scale, int *special)
     a = lanes[0] > lanes[1] ? lanes[0] : lanes[1];
     a = a > lanes[2] ? a : lanes[2];
     a = a > lanes[3] ? a : lanes[3];
-    for (i = n; i < D; i++) {                            /* the tail */
-        float t = fabsf(x[i]);
-        int finite = t <= FLT_MAX;
-        bad |= !finite;
-        t = finite ? t : 0.0f;
+    {
+        int tail_bad;
+        float t = finite_amax(x + n, D - n, &tail_bad);
         a = a > t ? a : t;
+        bad |= tail_bad;
     }
     s = a / 127.0f + FLT_MIN;
     sv = _mm_set1_ps(s);
