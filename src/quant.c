@@ -1,13 +1,18 @@
 /* int8 and nf4 storage of head vectors: quantize on write, dequantize on
  * read, one vector at a time so an append touches only what it writes.
- * The loops are branch-free where they can be, so the compiler vectorizes
- * them; NaN and infinities take a separate pass that runs only when the
- * vector holds one. */
+ *
+ * Every path is bit-exact with DESIGN §6 as the scalar code states it.  The
+ * largest finite magnitude (the scale's source) is a max reduction, which
+ * compilers do not vectorize without fast-math, so it has SSE2 and AVX2
+ * versions; the int8 encoder multiplies by the reciprocal of the scale and
+ * divides exactly only where the two could round apart.  NaN and
+ * infinities take a separate pass that runs only when a vector holds one. */
 #include <float.h>
 #include <math.h>
+
 #include "quant.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #define KVM_X86 1
 #endif
@@ -35,18 +40,10 @@ kvm_quant_scales(kvmesh_quant_t q, int64_t D)
          : q == KVMESH_QUANT_NF4 ? (D + KVM_NF4_BLOCK - 1) / KVM_NF4_BLOCK : 0;
 }
 
-/* r rounded half to even, for |r| < 2^22, in the default rounding mode:
- * adding 1.5 * 2^23 leaves no fraction bits */
-static inline float
-rne(float r)
-{
-    const float magic = 12582912.0f;
-    return (r + magic) - magic;
-}
+/* ---- the largest finite magnitude ------------------------------------ */
 
-/* largest magnitude of the finite elements; *special set when one is not */
 static float
-finite_amax(const float *x, int64_t n, int *special)
+amax_scalar(const float *x, int64_t n, int *special)
 {
     float amax = 0.0f;
     int bad = 0;
@@ -63,62 +60,151 @@ finite_amax(const float *x, int64_t n, int *special)
     return amax;
 }
 
-#if defined(KVM_X86) && defined(__GNUC__)
-/* AVX2 int8 encoder, chosen at run time: as the SSE2 one, eight lanes and
- * the hardware's round-to-nearest-even, 32 elements an iteration. */
+/* the vector versions take whole groups of 4 vectors and leave the rest to
+ * amax_scalar; four independent chains hide the max latency */
+#if defined(KVM_X86)
 __attribute__((target("avx2")))
-static int64_t
-q8_encode_avx2(const float *x, int64_t D, int8_t *q, float *scale, int *special)
+static float
+amax_avx2(const float *x, int64_t D, int *special)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 fmax = _mm256_set1_ps(FLT_MAX);
-    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
-    const __m256 near_half = _mm256_set1_ps(0.5f - 1e-4f);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    __m256 m[4], ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1)), sv, inv;
-    float lanes[8], a = 0.0f, s;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     int64_t i, n = D & ~(int64_t) 31;
-    int k, bad = 0;
+    float lanes[8], a;
+    int k, tail_bad;
 
-    if (n == 0)
-        return 0;
-    for (k = 0; k < 4; k++)
-        m[k] = _mm256_setzero_ps();
-    for (i = 0; i < n; i += 32)
-        for (k = 0; k < 4; k++) {
-            __m256 v = _mm256_and_ps(_mm256_loadu_ps(x + i + 8 * k), absmask);
-            __m256 finite = _mm256_cmp_ps(v, fmax, _CMP_LE_OQ);
-            ok = _mm256_and_ps(ok, finite);
-            m[k] = _mm256_max_ps(m[k], _mm256_and_ps(v, finite));
-        }
-    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]),
-                                          _mm256_max_ps(m[2], m[3])));
-    bad = _mm256_movemask_ps(ok) != 0xff;
+#define AMAX_STEP(m, off) do { \
+        __m256 v = _mm256_and_ps(_mm256_loadu_ps(x + i + (off)), absmask); \
+        __m256 fin = _mm256_cmp_ps(v, fmax, _CMP_LE_OQ); \
+        ok = _mm256_and_ps(ok, fin); \
+        m = _mm256_max_ps(m, _mm256_and_ps(v, fin)); } while (0)
+    for (i = 0; i < n; i += 32) {
+        AMAX_STEP(m0, 0);
+        AMAX_STEP(m1, 8);
+        AMAX_STEP(m2, 16);
+        AMAX_STEP(m3, 24);
+    }
+#undef AMAX_STEP
+    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+    a = amax_scalar(x + n, D - n, &tail_bad);
     for (k = 0; k < 8; k++)
         a = a > lanes[k] ? a : lanes[k];
-    {
-        int tail_bad;
-        float t = finite_amax(x + n, D - n, &tail_bad);
-        a = a > t ? a : t;
-        bad |= tail_bad;
+    *special = tail_bad || _mm256_movemask_ps(ok) != 0xff;
+    return a;
+}
+#endif
+
+#if defined(__SSE2__)
+static float
+amax_sse2(const float *x, int64_t D, int *special)
+{
+    const __m128 absmask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    const __m128 fmax = _mm_set1_ps(FLT_MAX);
+    __m128 m0 = _mm_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    __m128 ok = _mm_castsi128_ps(_mm_set1_epi32(-1));
+    int64_t i, n = D & ~(int64_t) 15;
+    float lanes[4], a;
+    int k, tail_bad;
+
+#define AMAX_STEP(m, off) do { \
+        __m128 v = _mm_and_ps(_mm_loadu_ps(x + i + (off)), absmask); \
+        __m128 fin = _mm_cmple_ps(v, fmax); \
+        ok = _mm_and_ps(ok, fin); \
+        m = _mm_max_ps(m, _mm_and_ps(v, fin)); } while (0)
+    for (i = 0; i < n; i += 16) {
+        AMAX_STEP(m0, 0);
+        AMAX_STEP(m1, 4);
+        AMAX_STEP(m2, 8);
+        AMAX_STEP(m3, 12);
     }
-    s = a / 127.0f + FLT_MIN;
-    sv = _mm256_set1_ps(s);
-    inv = _mm256_set1_ps(1.0f / s);
-    for (i = 0; i < n; i += 32) {
+#undef AMAX_STEP
+    _mm_storeu_ps(lanes, _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3)));
+    a = amax_scalar(x + n, D - n, &tail_bad);
+    for (k = 0; k < 4; k++)
+        a = a > lanes[k] ? a : lanes[k];
+    *special = tail_bad || _mm_movemask_ps(ok) != 0xf;
+    return a;
+}
+#endif
+
+/* 2: AVX2, 1: SSE2, 0: scalar; kvm_q8_path caps it for tests */
+static int
+simd_level(void)
+{
+    static int level = -1;
+
+    if (level < 0) {
+        level = 0;
+#if defined(__SSE2__)
+        level = 1;
+#endif
+#if defined(KVM_X86)
+        if (__builtin_cpu_supports("avx2"))
+            level = 2;
+#endif
+    }
+    return kvm_q8_path == 0 ? level : kvm_q8_path == 1 ? (level < 1 ? level : 1) : 0;
+}
+
+static float
+finite_amax(const float *x, int64_t n, int level, int *special)
+{
+#if defined(KVM_X86)
+    if (level == 2)
+        return amax_avx2(x, n, special);
+#endif
+#if defined(__SSE2__)
+    if (level >= 1)
+        return amax_sse2(x, n, special);
+#endif
+    (void) level;
+    return amax_scalar(x, n, special);
+}
+
+/* ---- int8 ----------------------------------------------------------- */
+
+/* r rounded half to even, for |r| < 2^22, in the default rounding mode:
+ * adding 1.5 * 2^23 leaves no fraction bits */
+static inline float
+rne(float r)
+{
+    const float magic = 12582912.0f;
+    return (r + magic) - magic;
+}
+
+/* x * (1 / s) is within 2.3e-5 of the rounded x / s when |x / s| <= 127.01,
+ * so the two round alike unless that lies within 2.3e-5 of a half-integer;
+ * a lane whose product is within 1e-4 of one is divided exactly */
+#define NEAR_HALF (0.5f - 1e-4f)
+
+#if defined(KVM_X86)
+__attribute__((target("avx2")))
+static int64_t
+q8_codes_avx2(const float *x, int64_t D, float s, int8_t *q)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    const __m256 near_half = _mm256_set1_ps(NEAR_HALF);
+    const __m256 sv = _mm256_set1_ps(s), inv = _mm256_set1_ps(1.0f / s);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const int RNE = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    int64_t i, n = D & ~(int64_t) 31;
+
 #define Q8_LOAD(k) _mm256_max_ps(_mm256_min_ps(_mm256_mul_ps( \
             _mm256_loadu_ps(x + i + 8 * (k)), inv), hi), lo)
 #define Q8_EXACT(k) _mm256_round_ps(_mm256_max_ps(_mm256_min_ps(_mm256_div_ps( \
             _mm256_loadu_ps(x + i + 8 * (k)), sv), hi), lo), RNE)
-#define Q8_FAR(v, r) _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, r), absmask), \
+#define Q8_NEAR(v, r) _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, r), absmask), \
             near_half, _CMP_GT_OQ)
-        const int RNE = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    for (i = 0; i < n; i += 32) {
         __m256 v0 = Q8_LOAD(0), v1 = Q8_LOAD(1), v2 = Q8_LOAD(2), v3 = Q8_LOAD(3);
         __m256 r0 = _mm256_round_ps(v0, RNE), r1 = _mm256_round_ps(v1, RNE);
         __m256 r2 = _mm256_round_ps(v2, RNE), r3 = _mm256_round_ps(v3, RNE);
-        __m256 near = _mm256_or_ps(_mm256_or_ps(Q8_FAR(v0, r0), Q8_FAR(v1, r1)),
-                                   _mm256_or_ps(Q8_FAR(v2, r2), Q8_FAR(v3, r3)));
-        if (_mm256_movemask_ps(near)) {     /* rare: divide these exactly */
+        __m256 near = _mm256_or_ps(_mm256_or_ps(Q8_NEAR(v0, r0), Q8_NEAR(v1, r1)),
+                                   _mm256_or_ps(Q8_NEAR(v2, r2), Q8_NEAR(v3, r3)));
+        if (_mm256_movemask_ps(near)) {
             r0 = Q8_EXACT(0), r1 = Q8_EXACT(1), r2 = Q8_EXACT(2), r3 = Q8_EXACT(3);
         }
         /* packs work within 128-bit halves; the permute restores order */
@@ -127,86 +213,44 @@ q8_encode_avx2(const float *x, int64_t D, int8_t *q, float *scale, int *special)
                 _mm256_packs_epi32(_mm256_cvtps_epi32(r0), _mm256_cvtps_epi32(r1)),
                 _mm256_packs_epi32(_mm256_cvtps_epi32(r2), _mm256_cvtps_epi32(r3))),
             order));
+    }
 #undef Q8_LOAD
 #undef Q8_EXACT
-#undef Q8_FAR
-    }
-    *scale = s;
-    *special = bad;
+#undef Q8_NEAR
     return n;
 }
 #endif
 
 #if defined(__SSE2__)
-/* SSE2 int8 encoder: the same IEEE operations as the scalar one below
- * (max of masked magnitudes, division, clamp, round by the magic number),
- * four lanes at a time; the compiler does not vectorize float max/min
- * reductions on its own without fast-math. Returns elements done. */
 static int64_t
-q8_encode_sse2(const float *x, int64_t D, int8_t *q, float *scale, int *special)
+q8_codes_sse2(const float *x, int64_t D, float s, int8_t *q)
 {
     const __m128 absmask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
-    const __m128 fmax = _mm_set1_ps(FLT_MAX), magic = _mm_set1_ps(12582912.0f);
+    const __m128 magic = _mm_set1_ps(12582912.0f);
     const __m128 hi = _mm_set1_ps(127.0f), lo = _mm_set1_ps(-127.0f);
-    const __m128 near_half = _mm_set1_ps(0.5f - 1e-4f);
-    __m128 amax = _mm_setzero_ps(), sv, inv;
-    float lanes[4], a, s;
+    const __m128 near_half = _mm_set1_ps(NEAR_HALF);
+    const __m128 sv = _mm_set1_ps(s), inv = _mm_set1_ps(1.0f / s);
     int64_t i, n = D & ~(int64_t) 15;
-    int bad = 0;
 
-    if (n == 0)
-        return 0;
-    /* four independent chains, so the max latency overlaps */
-    {
-        __m128 m[4] = { amax, amax, amax, amax };
-        __m128 ok = _mm_castsi128_ps(_mm_set1_epi32(-1));
-        int k;
-        for (i = 0; i < n; i += 16)
-            for (k = 0; k < 4; k++) {
-                __m128 v = _mm_and_ps(_mm_loadu_ps(x + i + 4 * k), absmask);
-                __m128 finite = _mm_cmple_ps(v, fmax);  /* false: NaN, inf */
-                ok = _mm_and_ps(ok, finite);
-                m[k] = _mm_max_ps(m[k], _mm_and_ps(v, finite));
-            }
-        amax = _mm_max_ps(_mm_max_ps(m[0], m[1]), _mm_max_ps(m[2], m[3]));
-        bad = _mm_movemask_ps(ok) != 0xf;
-    }
-    _mm_storeu_ps(lanes, amax);
-    a = lanes[0] > lanes[1] ? lanes[0] : lanes[1];
-    a = a > lanes[2] ? a : lanes[2];
-    a = a > lanes[3] ? a : lanes[3];
-    {
-        int tail_bad;
-        float t = finite_amax(x + n, D - n, &tail_bad);
-        a = a > t ? a : t;
-        bad |= tail_bad;
-    }
-    s = a / 127.0f + FLT_MIN;
-    sv = _mm_set1_ps(s);
-    /* x * (1 / s) is within 2.3e-5 of the rounded x / s when |x / s| <=
-     * 127.01, so the two round alike unless that lies within 2.3e-5 of a
-     * half-integer: such lanes (rare) are divided exactly */
-    inv = _mm_set1_ps(1.0f / s);
+#define Q8_ROUND(v) _mm_sub_ps(_mm_add_ps(v, magic), magic)
+#define Q8_CLAMP(v) _mm_max_ps(_mm_min_ps(v, hi), lo)
     for (i = 0; i < n; i += 16) {
         __m128i r[4];
         int k;
         for (k = 0; k < 4; k++) {
             __m128 xv = _mm_loadu_ps(x + i + 4 * k);
-            __m128 v = _mm_max_ps(_mm_min_ps(_mm_mul_ps(xv, inv), hi), lo);
-            __m128 rv = _mm_sub_ps(_mm_add_ps(v, magic), magic);
-            __m128 off = _mm_and_ps(_mm_sub_ps(v, rv), absmask);
-            if (_mm_movemask_ps(_mm_cmpgt_ps(off, near_half))) {
-                v = _mm_max_ps(_mm_min_ps(_mm_div_ps(xv, sv), hi), lo);
-                rv = _mm_sub_ps(_mm_add_ps(v, magic), magic);
-            }
+            __m128 v = Q8_CLAMP(_mm_mul_ps(xv, inv)), rv = Q8_ROUND(v);
+            if (_mm_movemask_ps(_mm_cmpgt_ps(_mm_and_ps(_mm_sub_ps(v, rv), absmask),
+                                             near_half)))
+                rv = Q8_ROUND(Q8_CLAMP(_mm_div_ps(xv, sv)));
             r[k] = _mm_cvttps_epi32(rv);
         }
         _mm_storeu_si128((__m128i *) (q + i),
                          _mm_packs_epi16(_mm_packs_epi32(r[0], r[1]),
                                          _mm_packs_epi32(r[2], r[3])));
     }
-    *scale = s;
-    *special = bad;
+#undef Q8_ROUND
+#undef Q8_CLAMP
     return n;
 }
 #endif
@@ -214,25 +258,18 @@ q8_encode_sse2(const float *x, int64_t D, int8_t *q, float *scale, int *special)
 void
 kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale)
 {
-    int special = 0;
-    float s;
+    int special, level = simd_level();
+    float s = finite_amax(x, D, level, &special) / 127.0f + FLT_MIN;
     int64_t i = 0;
 
-#if defined(KVM_X86) && defined(__GNUC__)
-    static int avx2 = -1;
-    if (avx2 < 0)
-        avx2 = __builtin_cpu_supports("avx2");
-    if (avx2 && kvm_q8_path == 0)
-        i = q8_encode_avx2(x, D, q, scale, &special);
+#if defined(KVM_X86)
+    if (level == 2)
+        i = q8_codes_avx2(x, D, s, q);
 #endif
 #if defined(__SSE2__)
-    if (i == 0 && kvm_q8_path <= 1)
-        i = q8_encode_sse2(x, D, q, scale, &special);
+    if (level == 1)
+        i = q8_codes_sse2(x, D, s, q);
 #endif
-    if (i == 0) {
-        *scale = finite_amax(x, D, &special) / 127.0f + FLT_MIN;
-    }
-    s = *scale;
     /* |x / s| < 127.01 for finite x, well inside rne's range */
     for (; i < D; i++) {
         float r = x[i] / s;
@@ -243,6 +280,7 @@ kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale)
     for (i = 0; special && i < D; i++)
         if (isnan(x[i]))
             q[i] = 0;
+    *scale = s;
 }
 
 void
@@ -254,13 +292,24 @@ kvm_q8_decode(const int8_t *q, float scale, int64_t D, float *out)
         out[i] = (float) q[i] * scale;
 }
 
-/* nf4: a 512-cell grid over [-1, 1] tells the lowest level that can be
- * nearest to any n in the cell; the exact float distances to it and its two
- * upper neighbours then decide, lowest index first, as a scan of all 16
- * levels with a strict comparison would */
+/* ---- nf4 ------------------------------------------------------------ */
+
+/* A 512-cell grid over [-1, 1] gives the lowest level that can be nearest
+ * to any n in the cell; the exact float distances to it and its two upper
+ * neighbours then decide, lowest index first on a tie, as a scan of all 16
+ * levels with a strict comparison would. */
 #define NF4_GRID 512
 static unsigned char nf4_grid[NF4_GRID + 1];
 static int nf4_grid_ready;
+
+/* the levels, then +inf twice so that c + 2 is always a valid index */
+static const float nf4_padded[18] = {
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+    0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+    0.7229568362236023f, 1.0f, INFINITY, INFINITY
+};
 
 static unsigned
 nf4_scan(float n)
@@ -284,7 +333,7 @@ nf4_grid_init(void)
     int g;
 
     /* the nearest level at a cell's lower edge, less one: from there on up,
-     * three candidates cover the cell (its levels are > 1/512 apart) */
+     * three candidates cover the cell (levels are > 1/256 apart) */
     for (g = 0; g <= NF4_GRID; g++) {
         unsigned c = nf4_scan(-1.0f + 2.0f * (float) g / NF4_GRID);
         nf4_grid[g] = (unsigned char) (c ? c - 1 : 0);
@@ -295,27 +344,29 @@ nf4_grid_init(void)
 static inline unsigned
 nf4_code(float n)
 {
-    unsigned c, best;
-    float best_d, d;
+    unsigned c, pick;
+    float d0, d1, d2, best;
 
     if (!(n == n))
         return 7;                           /* NaN: the level 0.0 */
     n = n > 1.0f ? 1.0f : n < -1.0f ? -1.0f : n;
     c = nf4_grid[(int) ((n + 1.0f) * (NF4_GRID / 2))];
-    best = c;
-    best_d = fabsf(n - kvm_nf4_levels[c]);
-    if (c + 1 < 16 && (d = fabsf(n - kvm_nf4_levels[c + 1])) < best_d)
-        best = c + 1, best_d = d;
-    if (c + 2 < 16 && (d = fabsf(n - kvm_nf4_levels[c + 2])) < best_d)
-        best = c + 2;
-    return best;
+    /* branch-free: which neighbour wins is random for random data */
+    d0 = fabsf(n - nf4_padded[c]);
+    d1 = fabsf(n - nf4_padded[c + 1]);
+    d2 = fabsf(n - nf4_padded[c + 2]);
+    pick = d1 < d0;
+    best = pick ? d1 : d0;
+    pick = d2 < best ? 2 : pick;
+    return c + pick;
 }
 
 void
 kvm_nf4_encode(const float *x, int64_t D, uint8_t *codes, float *absmax)
 {
+    float n[KVM_NF4_BLOCK];
     int64_t b, i;
-    int special;
+    int special, level = simd_level();
 
     if (!nf4_grid_ready)
         nf4_grid_init();
@@ -324,11 +375,18 @@ kvm_nf4_encode(const float *x, int64_t D, uint8_t *codes, float *absmax)
     for (b = 0; b * KVM_NF4_BLOCK < D; b++) {
         int64_t lo = b * KVM_NF4_BLOCK;
         int64_t hi = lo + KVM_NF4_BLOCK < D ? lo + KVM_NF4_BLOCK : D;
-        float a = finite_amax(x + lo, hi - lo, &special);
+        float a = finite_amax(x + lo, hi - lo, level, &special);
 
         absmax[b] = a;
+        /* the divisions in a loop of their own, which vectorizes */
+        if (a > 0.0f)
+            for (i = lo; i < hi; i++)
+                n[i - lo] = x[i] / a;
+        else
+            for (i = lo; i < hi; i++)
+                n[i - lo] = 0.0f;
         for (i = lo; i < hi; i++) {
-            unsigned c = nf4_code(a > 0.0f ? x[i] / a : 0.0f);
+            unsigned c = nf4_code(n[i - lo]);
             codes[i / 2] |= (uint8_t) (i % 2 ? c : c << 4);
         }
     }

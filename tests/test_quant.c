@@ -140,7 +140,7 @@ test_int8_near_ties(void)
 }
 
 static void
-test_nf4(void)
+nf4_path(int path)
 {
     static const int64_t dims[] = { 1, 5, 8, 63, 64, 65, 130, 200 };
     float x[DMAX], deq[DMAX], am[4], ram[4];
@@ -152,6 +152,7 @@ test_nf4(void)
     int kind, rep, k;
     int64_t i;
 
+    kvm_q8_path = path;
     for (k = 0; k < 15; k++)
         maxgap = fmaxf(maxgap, kvm_nf4_levels[k + 1] - kvm_nf4_levels[k]);
     for (di = 0; di < sizeof dims / sizeof *dims; di++)
@@ -176,9 +177,21 @@ test_nf4(void)
                 if (D % 2)   /* the unused low nibble of an odd vector is 0 */
                     bad_code += (codes[D / 2] & 15) != 0;
             }
+    kvm_q8_path = 0;
     CU_ASSERT_EQUAL(bad_code, 0);
     CU_ASSERT_EQUAL(bad_near, 0);
     CU_ASSERT_EQUAL(bad_bound, 0);
+}
+
+static void
+test_nf4(void)
+{
+    float x[4], am[1];
+    uint8_t codes[2];
+    int path;
+
+    for (path = 0; path <= 2; path++)
+        nf4_path(path);
     /* NaN -> level 0.0 (code 7); +-inf -> +-1 (codes 0 and 15) */
     x[0] = 1.0f, x[1] = NAN, x[2] = INFINITY, x[3] = -INFINITY;
     kvm_nf4_encode(x, 4, codes, am);
