@@ -4,6 +4,9 @@
  * sharded over the ranks of an MPI job (semantics of EasyDeL's
  * TransformerCache).
  *
+ * Threads: calls on one cache (or mesh) must not run concurrently, except
+ * reads (kvmesh_view_read, kvmesh_view_local, masks) between collectives.
+ *
  * Conventions.  Every fallible function returns a ::kvmesh_status_t and hands
  * its results back through its last pointer arguments.  A function documented
  * as "Collective on X" must be called by every rank of X and returns the same

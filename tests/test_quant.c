@@ -268,6 +268,57 @@ test_memory(void)
     CU_ASSERT_EQUAL(cache_bytes(KVMESH_QUANT_NF4, 130), vecs * (65 + 12));
 }
 
+/* a quantized one-rank cache: append, then read back through every output
+ * type; the bf16 and f16 reads are the f32 read rounded */
+static void
+test_read_types(void)
+{
+    kvmesh_mesh_t *mesh = NULL;
+    kvmesh_partition_t *part = NULL;
+    kvmesh_meta_t *meta = NULL;
+    kvmesh_cache_t *c = NULL;
+    kvmesh_view_t *v = NULL;
+    kvmesh_meta_params_t mp;
+    kvmesh_cache_params_t cp;
+    float in[3 * 2 * 70], f[3 * 2 * 70];
+    uint16_t h[3 * 2 * 70];
+    int q, i, bad = 0;
+
+    CU_ASSERT_EQUAL_FATAL(kvmesh_mesh_create(MPI_COMM_SELF, "", &mesh), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_partition_create(mesh, &part), KVMESH_SUCCESS);
+    kvmesh_meta_params_init(&mp);
+    mp.batch_size = 1, mp.sequence_length = 8, mp.num_hidden_layers = 1;
+    mp.num_heads = 2, mp.head_dim = 70;               /* nf4: two blocks */
+    CU_ASSERT_EQUAL(kvmesh_meta_create(&mp, &meta), KVMESH_SUCCESS);
+    for (i = 0; i < 3 * 2 * 70; i++)
+        in[i] = rnd() * 4.0f;
+    for (q = KVMESH_QUANT_INT8; q <= KVMESH_QUANT_NF4; q++) {
+        kvmesh_cache_params_init(&cp);
+        cp.quant = (kvmesh_quant_t) q;
+        CU_ASSERT_EQUAL_FATAL(kvmesh_cache_init(meta, part, &cp, &c), KVMESH_SUCCESS);
+        CU_ASSERT_EQUAL(kvmesh_cache_view(c, 0, &v), KVMESH_SUCCESS);
+        CU_ASSERT_EQUAL(kvmesh_view_concatenate(v, KVMESH_MODE_PREFILL, 3, KVMESH_F32,
+                                                in, in, NULL), KVMESH_SUCCESS);
+        CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 0, 3, KVMESH_F32, f),
+                        KVMESH_SUCCESS);
+        for (i = 0; i < 3 * 2 * 70; i++)   /* within the quantization error */
+            bad += fabsf(f[i] - in[i]) > (q == KVMESH_QUANT_INT8 ? 4.0f / 127 : 0.6f);
+        CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 1, 3, KVMESH_BF16, h),
+                        KVMESH_SUCCESS);
+        for (i = 0; i < 2 * 2 * 70; i++)
+            bad += h[i] != kvmesh_f32_to_bf16(f[2 * 70 + i]);
+        CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 0, 3, KVMESH_F16, h),
+                        KVMESH_SUCCESS);
+        for (i = 0; i < 3 * 2 * 70; i++)
+            bad += h[i] != kvmesh_f32_to_f16(f[i]);
+        kvmesh_cache_free(&c);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    kvmesh_meta_free(&meta);
+    kvmesh_partition_free(&part);
+    kvmesh_mesh_free(&mesh);
+}
+
 int
 add_quant_suite(void)
 {
@@ -278,5 +329,6 @@ add_quant_suite(void)
            !CU_add_test(s, "int8 quotients near a tie", test_int8_near_ties) ||
            !CU_add_test(s, "nf4 against the reference, nearest level", test_nf4) ||
            !CU_add_test(s, "nf4 ties go to the first level", test_nf4_ties) ||
-           !CU_add_test(s, "memory per storage type", test_memory);
+           !CU_add_test(s, "memory per storage type", test_memory) ||
+           !CU_add_test(s, "dequantizing reads in every type", test_read_types);
 }
