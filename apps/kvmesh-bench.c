@@ -371,8 +371,8 @@ decode_bytes(const opts_t *o, decode_t *d)
 /* Slowest rank's time of one decode step (all layers), over o->inner steps.
  * Rows keep growing from run to run, so every step writes positions that
  * were not written before (cold lines, as in a real decode); they go back
- * to their initial fill levels only when the last row would pass the end
- * of the cache. */
+ * to their initial fill levels when the last row would pass 3/4 of a full
+ * cache or the end of a ring's. */
 static kvmesh_status_t
 decode_run(const opts_t *o, decode_t *d, double *secs, double *bytes)
 {
@@ -381,7 +381,10 @@ decode_run(const opts_t *o, decode_t *d, double *secs, double *bytes)
     int64_t l;
     int k;
 
-    if (d->idx[o->batch - 1] + d->done + o->inner > d->seq) {
+    /* full layers stay in the middle of the cache (rows near 1/4 .. 3/4);
+     * rings may run up to the cache's end */
+    if (d->idx[o->batch - 1] + d->done + o->inner >
+        (d->len < d->seq ? d->seq : d->seq * 3 / 4 + o->inner)) {
         st = kvmesh_cache_insert_index(d->c, 0, o->batch, d->idx);
         d->done = 0;
     }
