@@ -13,7 +13,8 @@
 #include "reference.h"
 
 #define NL 4
-static const int64_t B = 4, S = 48, H[2] = { 4, 2 }, D[2] = { 8, 5 };
+/* key head dim 32 takes the int8 encoder's all-heads vector path */
+static const int64_t B = 4, S = 48, H[2] = { 4, 2 }, D[2] = { 32, 5 };
 /* W = 8 splits over 2 and 4 ranks, W = 6 over 2 and 3; S over all */
 static const int kinds[NL] = { REF_FULL, REF_SLIDING, REF_CHUNK, REF_SLIDING };
 static const int64_t windows[NL] = { 0, 8, 0, 6 }, chunks[NL] = { 0, 0, 5, 0 };

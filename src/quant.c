@@ -10,6 +10,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "dtype.h"
 #include "quant.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -281,6 +282,113 @@ kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale)
         if (isnan(x[i]))
             q[i] = 0;
     *scale = s;
+}
+
+#if defined(KVM_X86)
+/* 8 bf16 (or f32) elements as f32 */
+__attribute__((target("avx2")))
+static inline __m256
+load8(const void *x, kvmesh_dtype_t st, int64_t i)
+{
+    if (st == KVMESH_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(
+            _mm_loadu_si128((const __m128i *) ((const uint16_t *) x + i))), 16));
+    return _mm256_loadu_ps((const float *) x + i);
+}
+
+/* All heads at once, D a multiple of 32, no NaN or infinity (checked on
+ * the way): the H reductions and the 2 H divisions for the scales are
+ * independent, so their latencies overlap instead of adding up. */
+__attribute__((target("avx2")))
+static int
+q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
+              float *scale)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 fmax = _mm256_set1_ps(FLT_MAX);
+    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    const __m256 near_half = _mm256_set1_ps(NEAR_HALF);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const int RNE = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    int64_t h, i;
+
+    for (h = 0; h < H; h++) {
+        __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+        float lanes[8], a = 0.0f;
+        int k;
+#define AMAX_STEP(m, off) do { \
+        __m256 v = _mm256_and_ps(load8(x, st, h * D + i + (off)), absmask); \
+        __m256 fin = _mm256_cmp_ps(v, fmax, _CMP_LE_OQ); \
+        ok = _mm256_and_ps(ok, fin); \
+        m = _mm256_max_ps(m, _mm256_and_ps(v, fin)); } while (0)
+        for (i = 0; i < D; i += 32) {
+            AMAX_STEP(m0, 0);
+            AMAX_STEP(m1, 8);
+            AMAX_STEP(m2, 16);
+            AMAX_STEP(m3, 24);
+        }
+#undef AMAX_STEP
+        _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m0, m1),
+                                              _mm256_max_ps(m2, m3)));
+        for (k = 0; k < 8; k++)
+            a = a > lanes[k] ? a : lanes[k];
+        scale[h] = a / 127.0f + FLT_MIN;
+    }
+    if (_mm256_movemask_ps(ok) != 0xff)
+        return 0;                           /* non-finite: the general path */
+    for (h = 0; h < H; h++) {
+        const __m256 sv = _mm256_set1_ps(scale[h]), inv = _mm256_set1_ps(1.0f / scale[h]);
+        for (i = 0; i < D; i += 32) {
+#define Q8_LOAD(k) _mm256_max_ps(_mm256_min_ps(_mm256_mul_ps( \
+            load8(x, st, h * D + i + 8 * (k)), inv), hi), lo)
+#define Q8_EXACT(k) _mm256_round_ps(_mm256_max_ps(_mm256_min_ps(_mm256_div_ps( \
+            load8(x, st, h * D + i + 8 * (k)), sv), hi), lo), RNE)
+#define Q8_NEAR(v, r) _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, r), absmask), \
+            near_half, _CMP_GT_OQ)
+            __m256 v0 = Q8_LOAD(0), v1 = Q8_LOAD(1), v2 = Q8_LOAD(2), v3 = Q8_LOAD(3);
+            __m256 r0 = _mm256_round_ps(v0, RNE), r1 = _mm256_round_ps(v1, RNE);
+            __m256 r2 = _mm256_round_ps(v2, RNE), r3 = _mm256_round_ps(v3, RNE);
+            __m256 near = _mm256_or_ps(_mm256_or_ps(Q8_NEAR(v0, r0), Q8_NEAR(v1, r1)),
+                                       _mm256_or_ps(Q8_NEAR(v2, r2), Q8_NEAR(v3, r3)));
+            if (_mm256_movemask_ps(near)) {
+                r0 = Q8_EXACT(0), r1 = Q8_EXACT(1), r2 = Q8_EXACT(2), r3 = Q8_EXACT(3);
+            }
+            _mm256_storeu_si256((__m256i *) (q + h * D + i), _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(
+                    _mm256_packs_epi32(_mm256_cvtps_epi32(r0), _mm256_cvtps_epi32(r1)),
+                    _mm256_packs_epi32(_mm256_cvtps_epi32(r2), _mm256_cvtps_epi32(r3))),
+                order));
+#undef Q8_LOAD
+#undef Q8_EXACT
+#undef Q8_NEAR
+        }
+    }
+    return 1;
+}
+#endif
+
+void
+kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
+                    int8_t *q, float *scale, float *tmp)
+{
+    const size_t es = kvmesh_dtype_size(st);
+    int64_t h;
+
+#if defined(KVM_X86)
+    if (simd_level() == 2 && D % 32 == 0 && (st == KVMESH_BF16 || st == KVMESH_F32) &&
+        q8_heads_avx2(x, st, H, D, q, scale))
+        return;
+#endif
+    for (h = 0; h < H; h++) {
+        const char *xh = (const char *) x + (size_t) (h * D) * es;
+        if (st == KVMESH_F32) {
+            kvm_q8_encode((const float *) xh, D, q + h * D, scale + h);
+        } else {
+            kvm_convert(tmp, KVMESH_F32, xh, st, (size_t) D);
+            kvm_q8_encode(tmp, D, q + h * D, scale + h);
+        }
+    }
 }
 
 void

@@ -89,6 +89,15 @@ place(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, int64_t row,
         /* a token's codes for all its heads are contiguous: build them
          * aside and stream them out like unquantized tokens */
         char *out = c->quant ? c->qcodes : dst;
+        if (c->quant == KVMESH_QUANT_INT8) {
+            /* the quantized heads are whole vectors, consecutive in src */
+            kvm_q8_encode_heads(src + (size_t) ((i * ih.len + h.lo - ih.lo) * id.len) * ses,
+                                sdt, h.len, d.len, (int8_t *) out,
+                                v->scale[t] + (first + i * h.len), c->qtmp);
+            kvm_stream_copy(dst, out, (size_t) (h.len * c->hbytes[t]));
+            dst += h.len * c->hbytes[t];
+            continue;
+        }
         for (j = 0; j < h.len; j++) {
             const char *s = src + (size_t) (((i * ih.len + h.lo - ih.lo + j) *
                                              id.len) + d.lo - id.lo) * ses;

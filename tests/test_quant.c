@@ -97,6 +97,54 @@ test_int8(void)
     CU_ASSERT_DOUBLE_EQUAL(s, 2.0 / 127.0, 1e-7);
 }
 
+/* all heads of a token at once, from f32, bf16 and f16 inputs, equal the
+ * reference head by head at every vector level */
+static void
+test_int8_heads(void)
+{
+    static const int64_t dims[] = { 32, 64, 96, 128, 130 }, heads[] = { 1, 3, 8 };
+    float x[8 * 130], tmp[130], s[8], rs1;
+    uint16_t xh[8 * 130];
+    int8_t q[8 * 130];
+    int code[130], bad = 0, path, st, rep;
+    size_t di, hi;
+    int64_t h, i;
+
+    for (path = 0; path <= 2; path++)
+        for (di = 0; di < sizeof dims / sizeof *dims; di++)
+            for (hi = 0; hi < sizeof heads / sizeof *heads; hi++)
+                for (st = KVMESH_F32; st <= KVMESH_BF16; st++)
+                    for (rep = 0; rep < 12; rep++) {
+                        int64_t D = dims[di], H = heads[hi];
+                        const void *in = x;
+                        kvm_q8_path = path;
+                        fill(x, D * H, rep % 5);
+                        if (rep == 6)
+                            x[H * D / 2] = NAN;
+                        if (rep == 7)
+                            x[0] = -INFINITY;
+                        if (st != KVMESH_F32) {
+                            /* the exact values of the 16-bit input */
+                            for (i = 0; i < D * H; i++) {
+                                xh[i] = st == KVMESH_BF16 ? kvmesh_f32_to_bf16(x[i])
+                                                          : kvmesh_f32_to_f16(x[i]);
+                                x[i] = st == KVMESH_BF16 ? kvmesh_bf16_to_f32(xh[i])
+                                                         : kvmesh_f16_to_f32(xh[i]);
+                            }
+                            in = xh;
+                        }
+                        kvm_q8_encode_heads(in, (kvmesh_dtype_t) st, H, D, q, s, tmp);
+                        for (h = 0; h < H; h++) {
+                            ref_q8(x + h * D, D, code, &rs1);
+                            bad += memcmp(&s[h], &rs1, sizeof rs1) != 0;
+                            for (i = 0; i < D; i++)
+                                bad += q[h * D + i] != code[i];
+                        }
+                    }
+    kvm_q8_path = 0;
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 /* inputs whose quotient x / s and product x * (1 / s) round to different
  * integers: the fast paths must notice and divide */
 static void
@@ -126,11 +174,18 @@ test_int8_near_ties(void)
         if (n == 1)
             continue;
         found += n - 1;
-        ref_q8(x, n, code, &rsc);
+        for (k = n; k < 128; k++)       /* zeros leave the scale alone */
+            x[k] = 0.0f;
+        ref_q8(x, 128, code, &rsc);
         for (path = 0; path <= 2; path++) {
+            float tmp[128];
             kvm_q8_path = path;
             kvm_q8_encode(x, n, q, &s);
             for (k = 0; k < n; k++)
+                bad += q[k] != code[k];
+            /* the all-heads path, one 128-element head */
+            kvm_q8_encode_heads(x, KVMESH_F32, 1, 128, q, &s, tmp);
+            for (k = 0; k < 128; k++)
                 bad += q[k] != code[k];
         }
         kvm_q8_path = 0;
@@ -327,6 +382,7 @@ add_quant_suite(void)
         return 1;
     return !CU_add_test(s, "int8 against the reference, error <= scale/2", test_int8) ||
            !CU_add_test(s, "int8 quotients near a tie", test_int8_near_ties) ||
+           !CU_add_test(s, "int8 of a token's heads at once", test_int8_heads) ||
            !CU_add_test(s, "nf4 against the reference, nearest level", test_nf4) ||
            !CU_add_test(s, "nf4 ties go to the first level", test_nf4_ties) ||
            !CU_add_test(s, "memory per storage type", test_memory) ||
