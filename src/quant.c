@@ -315,8 +315,6 @@ q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
 
     for (h = 0; h < H; h++) {
         __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
-        float lanes[8], a = 0.0f;
-        int k;
 #define AMAX_STEP(m, off) do { \
         __m256 v = _mm256_and_ps(load8(x, st, h * D + i + (off)), absmask); \
         __m256 fin = _mm256_cmp_ps(v, fmax, _CMP_LE_OQ); \
@@ -329,11 +327,12 @@ q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
             AMAX_STEP(m3, 24);
         }
 #undef AMAX_STEP
-        _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m0, m1),
-                                              _mm256_max_ps(m2, m3)));
-        for (k = 0; k < 8; k++)
-            a = a > lanes[k] ? a : lanes[k];
-        scale[h] = a / 127.0f + FLT_MIN;
+        /* the horizontal max in registers (max is exact: no rounding) */
+        m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+        m0 = _mm256_max_ps(m0, _mm256_permute2f128_ps(m0, m0, 1));
+        m0 = _mm256_max_ps(m0, _mm256_shuffle_ps(m0, m0, 0x4e));
+        m0 = _mm256_max_ps(m0, _mm256_shuffle_ps(m0, m0, 0xb1));
+        scale[h] = _mm256_cvtss_f32(m0) / 127.0f + FLT_MIN;
     }
     if (_mm256_movemask_ps(ok) != 0xff)
         return 0;                           /* non-finite: the general path */
