@@ -64,20 +64,32 @@ amax_scalar(const float *x, int64_t n, int *special)
 /* the vector versions take whole groups of 4 vectors and leave the rest to
  * amax_scalar; four independent chains hide the max latency */
 #if defined(KVM_X86)
+/* 8 elements of x from index i as f32: f32 loaded, bf16 widened */
+__attribute__((target("avx2")))
+static inline __m256
+load8(const void *x, kvmesh_dtype_t st, int64_t i)
+{
+    if (st == KVMESH_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(
+            _mm_loadu_si128((const __m128i *) ((const uint16_t *) x + i))), 16));
+    return _mm256_loadu_ps((const float *) x + i);
+}
+
+/* x is f32, or bf16 with D a multiple of 32 (no tail) */
 __attribute__((target("avx2")))
 static float
-amax_avx2(const float *x, int64_t D, int *special)
+amax_avx2(const void *x, kvmesh_dtype_t st, int64_t D, int *special)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 fmax = _mm256_set1_ps(FLT_MAX);
     __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
     __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     int64_t i, n = D & ~(int64_t) 31;
-    float lanes[8], a;
-    int k, tail_bad;
+    float a;
+    int tail_bad;
 
 #define AMAX_STEP(m, off) do { \
-        __m256 v = _mm256_and_ps(_mm256_loadu_ps(x + i + (off)), absmask); \
+        __m256 v = _mm256_and_ps(load8(x, st, i + (off)), absmask); \
         __m256 fin = _mm256_cmp_ps(v, fmax, _CMP_LE_OQ); \
         ok = _mm256_and_ps(ok, fin); \
         m = _mm256_max_ps(m, _mm256_and_ps(v, fin)); } while (0)
@@ -88,12 +100,14 @@ amax_avx2(const float *x, int64_t D, int *special)
         AMAX_STEP(m3, 24);
     }
 #undef AMAX_STEP
-    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
-    a = amax_scalar(x + n, D - n, &tail_bad);
-    for (k = 0; k < 8; k++)
-        a = a > lanes[k] ? a : lanes[k];
+    /* the horizontal max in registers (max is exact: no rounding) */
+    m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    m0 = _mm256_max_ps(m0, _mm256_permute2f128_ps(m0, m0, 1));
+    m0 = _mm256_max_ps(m0, _mm256_shuffle_ps(m0, m0, 0x4e));
+    m0 = _mm256_max_ps(m0, _mm256_shuffle_ps(m0, m0, 0xb1));
+    a = amax_scalar((const float *) x + n, st == KVMESH_F32 ? D - n : 0, &tail_bad);
     *special = tail_bad || _mm256_movemask_ps(ok) != 0xff;
-    return a;
+    return a > _mm256_cvtss_f32(m0) ? a : _mm256_cvtss_f32(m0);
 }
 #endif
 
@@ -154,7 +168,7 @@ finite_amax(const float *x, int64_t n, int level, int *special)
 {
 #if defined(KVM_X86)
     if (level == 2)
-        return amax_avx2(x, n, special);
+        return amax_avx2(x, KVMESH_F32, n, special);
 #endif
 #if defined(__SSE2__)
     if (level >= 1)
@@ -183,7 +197,7 @@ rne(float r)
 #if defined(KVM_X86)
 __attribute__((target("avx2")))
 static int64_t
-q8_codes_avx2(const float *x, int64_t D, float s, int8_t *q)
+q8_codes_avx2(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
@@ -194,9 +208,9 @@ q8_codes_avx2(const float *x, int64_t D, float s, int8_t *q)
     int64_t i, n = D & ~(int64_t) 31;
 
 #define Q8_LOAD(k) _mm256_max_ps(_mm256_min_ps(_mm256_mul_ps( \
-            _mm256_loadu_ps(x + i + 8 * (k)), inv), hi), lo)
+            load8(x, st, i + 8 * (k)), inv), hi), lo)
 #define Q8_EXACT(k) _mm256_round_ps(_mm256_max_ps(_mm256_min_ps(_mm256_div_ps( \
-            _mm256_loadu_ps(x + i + 8 * (k)), sv), hi), lo), RNE)
+            load8(x, st, i + 8 * (k)), sv), hi), lo), RNE)
 #define Q8_NEAR(v, r) _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, r), absmask), \
             near_half, _CMP_GT_OQ)
     for (i = 0; i < n; i += 32) {
@@ -265,7 +279,7 @@ kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale)
 
 #if defined(KVM_X86)
     if (level == 2)
-        i = q8_codes_avx2(x, D, s, q);
+        i = q8_codes_avx2(x, KVMESH_F32, D, s, q);
 #endif
 #if defined(__SSE2__)
     if (level == 1)
@@ -285,84 +299,27 @@ kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale)
 }
 
 #if defined(KVM_X86)
-/* 8 bf16 (or f32) elements as f32 */
-__attribute__((target("avx2")))
-static inline __m256
-load8(const void *x, kvmesh_dtype_t st, int64_t i)
-{
-    if (st == KVMESH_BF16)
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(
-            _mm_loadu_si128((const __m128i *) ((const uint16_t *) x + i))), 16));
-    return _mm256_loadu_ps((const float *) x + i);
-}
-
-/* All heads at once, D a multiple of 32, no NaN or infinity (checked on
- * the way): the H reductions and the 2 H divisions for the scales are
- * independent, so their latencies overlap instead of adding up. */
-__attribute__((target("avx2")))
+/* All heads at once (D a multiple of 32): every head's reduction and scale
+ * before any encoding, so their latencies overlap instead of adding up.
+ * Returns 0, having written nothing final, when an element is not finite. */
 static int
 q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
               float *scale)
 {
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256 fmax = _mm256_set1_ps(FLT_MAX);
-    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
-    const __m256 near_half = _mm256_set1_ps(NEAR_HALF);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    const int RNE = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-    __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    int64_t h, i;
+    const size_t es = kvmesh_dtype_size(st);
+    int64_t h;
+    int bad = 0, special;
 
     for (h = 0; h < H; h++) {
-        __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
-#define AMAX_STEP(m, off) do { \
-        __m256 v = _mm256_and_ps(load8(x, st, h * D + i + (off)), absmask); \
-        __m256 fin = _mm256_cmp_ps(v, fmax, _CMP_LE_OQ); \
-        ok = _mm256_and_ps(ok, fin); \
-        m = _mm256_max_ps(m, _mm256_and_ps(v, fin)); } while (0)
-        for (i = 0; i < D; i += 32) {
-            AMAX_STEP(m0, 0);
-            AMAX_STEP(m1, 8);
-            AMAX_STEP(m2, 16);
-            AMAX_STEP(m3, 24);
-        }
-#undef AMAX_STEP
-        /* the horizontal max in registers (max is exact: no rounding) */
-        m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
-        m0 = _mm256_max_ps(m0, _mm256_permute2f128_ps(m0, m0, 1));
-        m0 = _mm256_max_ps(m0, _mm256_shuffle_ps(m0, m0, 0x4e));
-        m0 = _mm256_max_ps(m0, _mm256_shuffle_ps(m0, m0, 0xb1));
-        scale[h] = _mm256_cvtss_f32(m0) / 127.0f + FLT_MIN;
+        scale[h] = amax_avx2((const char *) x + (size_t) (h * D) * es, st, D, &special) /
+                   127.0f + FLT_MIN;
+        bad |= special;
     }
-    if (_mm256_movemask_ps(ok) != 0xff)
-        return 0;                           /* non-finite: the general path */
-    for (h = 0; h < H; h++) {
-        const __m256 sv = _mm256_set1_ps(scale[h]), inv = _mm256_set1_ps(1.0f / scale[h]);
-        for (i = 0; i < D; i += 32) {
-#define Q8_LOAD(k) _mm256_max_ps(_mm256_min_ps(_mm256_mul_ps( \
-            load8(x, st, h * D + i + 8 * (k)), inv), hi), lo)
-#define Q8_EXACT(k) _mm256_round_ps(_mm256_max_ps(_mm256_min_ps(_mm256_div_ps( \
-            load8(x, st, h * D + i + 8 * (k)), sv), hi), lo), RNE)
-#define Q8_NEAR(v, r) _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, r), absmask), \
-            near_half, _CMP_GT_OQ)
-            __m256 v0 = Q8_LOAD(0), v1 = Q8_LOAD(1), v2 = Q8_LOAD(2), v3 = Q8_LOAD(3);
-            __m256 r0 = _mm256_round_ps(v0, RNE), r1 = _mm256_round_ps(v1, RNE);
-            __m256 r2 = _mm256_round_ps(v2, RNE), r3 = _mm256_round_ps(v3, RNE);
-            __m256 near = _mm256_or_ps(_mm256_or_ps(Q8_NEAR(v0, r0), Q8_NEAR(v1, r1)),
-                                       _mm256_or_ps(Q8_NEAR(v2, r2), Q8_NEAR(v3, r3)));
-            if (_mm256_movemask_ps(near)) {
-                r0 = Q8_EXACT(0), r1 = Q8_EXACT(1), r2 = Q8_EXACT(2), r3 = Q8_EXACT(3);
-            }
-            _mm256_storeu_si256((__m256i *) (q + h * D + i), _mm256_permutevar8x32_epi32(
-                _mm256_packs_epi16(
-                    _mm256_packs_epi32(_mm256_cvtps_epi32(r0), _mm256_cvtps_epi32(r1)),
-                    _mm256_packs_epi32(_mm256_cvtps_epi32(r2), _mm256_cvtps_epi32(r3))),
-                order));
-#undef Q8_LOAD
-#undef Q8_EXACT
-#undef Q8_NEAR
-        }
-    }
+    if (bad)
+        return 0;
+    for (h = 0; h < H; h++)
+        (void) q8_codes_avx2((const char *) x + (size_t) (h * D) * es, st, D, scale[h],
+                             q + h * D);
     return 1;
 }
 #endif
