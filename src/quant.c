@@ -425,17 +425,82 @@ nf4_code(float n)
     return c + pick;
 }
 
+#if defined(KVM_X86)
+/* midpoints between neighbouring levels, rounded to float; a 16-entry
+ * table of the midpoint below and above each code (+-inf at the ends) */
+static float nf4_mid_lo[16], nf4_mid_hi[16];
+
+__attribute__((target("avx2")))
+static inline __m256
+lookup16(const float *tab, __m256i c)
+{
+    __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(tab), c);
+    __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(tab + 8), c);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));
+}
+
+/* Codes of n[0 .. len) (finite, |n| <= 1), len a multiple of 8: the number
+ * of midpoints below n is the nearest level, exactly as the distance rule
+ * decides it, unless n lies within 1e-6 of a midpoint (the float midpoint
+ * is within 3e-8 of the true one, and float distances err by < 2e-7);
+ * such lanes take the exact scalar rule. */
+__attribute__((target("avx2")))
+static void
+nf4_codes_avx2(const float *n, int64_t len, unsigned char *code)
+{
+    const __m256 eps = _mm256_set1_ps(1e-6f);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    int64_t i;
+    int k;
+
+    for (i = 0; i < len; i += 8) {
+        __m256 v = _mm256_loadu_ps(n + i);
+        __m256i c = _mm256_setzero_si256();
+        int32_t lanes[8];
+        for (k = 0; k < 15; k++)        /* compare is all ones: subtract -1 */
+            c = _mm256_sub_epi32(c, _mm256_castps_si256(
+                _mm256_cmp_ps(v, _mm256_set1_ps(nf4_mid_hi[k]), _CMP_GT_OQ)));
+        _mm256_storeu_si256((__m256i *) lanes, c);
+        for (k = 0; k < 8; k++)
+            code[i + k] = (unsigned char) lanes[k];
+        if (_mm256_movemask_ps(_mm256_or_ps(
+                _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, lookup16(nf4_mid_lo, c)),
+                                            absmask), eps, _CMP_LT_OQ),
+                _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, lookup16(nf4_mid_hi, c)),
+                                            absmask), eps, _CMP_LT_OQ))))
+            for (k = 0; k < 8; k++)
+                code[i + k] = (unsigned char) nf4_code(n[i + k]);
+    }
+}
+#endif
+
+static void
+nf4_init(void)
+{
+    int k;
+
+    nf4_grid_init();
+#if defined(KVM_X86)
+    for (k = 0; k < 16; k++) {
+        nf4_mid_lo[k] = k == 0 ? -INFINITY
+            : (float) (((double) kvm_nf4_levels[k - 1] + kvm_nf4_levels[k]) / 2);
+        nf4_mid_hi[k] = k == 15 ? INFINITY
+            : (float) (((double) kvm_nf4_levels[k] + kvm_nf4_levels[k + 1]) / 2);
+    }
+#endif
+    (void) k;
+}
+
 void
 kvm_nf4_encode(const float *x, int64_t D, uint8_t *codes, float *absmax)
 {
     float n[KVM_NF4_BLOCK];
-    int64_t b, i;
+    unsigned char code[KVM_NF4_BLOCK + 1];
+    int64_t b, i, done;
     int special, level = simd_level();
 
     if (!nf4_grid_ready)
-        nf4_grid_init();
-    for (i = 0; i < (D + 1) / 2; i++)
-        codes[i] = 0;
+        nf4_init();
     for (b = 0; b * KVM_NF4_BLOCK < D; b++) {
         int64_t lo = b * KVM_NF4_BLOCK;
         int64_t hi = lo + KVM_NF4_BLOCK < D ? lo + KVM_NF4_BLOCK : D;
@@ -449,10 +514,19 @@ kvm_nf4_encode(const float *x, int64_t D, uint8_t *codes, float *absmax)
         else
             for (i = lo; i < hi; i++)
                 n[i - lo] = 0.0f;
-        for (i = lo; i < hi; i++) {
-            unsigned c = nf4_code(n[i - lo]);
-            codes[i / 2] |= (uint8_t) (i % 2 ? c : c << 4);
+        done = 0;
+#if defined(KVM_X86)
+        if (level == 2 && !special) {   /* finite: |n| <= 1, no NaN */
+            done = (hi - lo) & ~(int64_t) 7;
+            nf4_codes_avx2(n, done, code);
         }
+#endif
+        for (i = done; i < hi - lo; i++)
+            code[i] = (unsigned char) nf4_code(n[i]);
+        code[hi - lo] = 0;              /* an odd vector's last low nibble */
+        /* blocks start at even elements: pack by pairs */
+        for (i = 0; i < (hi - lo + 1) / 2; i++)
+            codes[lo / 2 + i] = (uint8_t) (code[2 * i] << 4 | code[2 * i + 1]);
     }
 }
 

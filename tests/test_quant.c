@@ -258,9 +258,9 @@ test_nf4(void)
 static void
 test_nf4_ties(void)
 {
-    float x[2], am;
-    uint8_t codes[1];
-    int k, step, ties = 0, bad = 0;
+    float x[64], am;
+    uint8_t codes[32];
+    int k, step, ties = 0, bad = 0, path, i;
 
     for (k = 0; k < 15; k++) {
         float mid = (float) (((double) kvm_nf4_levels[k] + kvm_nf4_levels[k + 1]) / 2);
@@ -272,12 +272,50 @@ test_nf4_ties(void)
             if (fabsf(n - kvm_nf4_levels[k]) != fabsf(n - kvm_nf4_levels[k + 1]))
                 continue;
             ties++;
-            x[0] = 1.0f, x[1] = n;     /* absmax 1: x / absmax is n exactly */
-            kvm_nf4_encode(x, 2, codes, &am);
-            bad += (codes[0] & 15) != k;
+            /* absmax 1: x / absmax is n exactly; a whole block of ties, so
+             * the vector paths meet them too */
+            x[0] = 1.0f;
+            for (i = 1; i < 64; i++)
+                x[i] = n;
+            for (path = 0; path <= 2; path++) {
+                kvm_q8_path = path;
+                kvm_nf4_encode(x, 64, codes, &am);
+                for (i = 1; i < 64; i++)
+                    bad += (i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4) != k;
+            }
+            kvm_q8_path = 0;
         }
     }
     CU_ASSERT(ties > 0);
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* n on each float midpoint between two levels, and its neighbours: there
+ * the float distances can prefer the upper level although n is not above
+ * the midpoint, and every path must agree with the reference */
+static void
+test_nf4_midpoints(void)
+{
+    float x[64], am;
+    uint8_t codes[32];
+    int code[64], k, i, path, bad = 0;
+
+    for (k = 0; k < 15; k++) {
+        float mid = (float) (((double) kvm_nf4_levels[k] + kvm_nf4_levels[k + 1]) / 2);
+        float up = mid, down = mid;
+        x[0] = 1.0f;                    /* absmax 1: x / absmax is x */
+        x[1] = mid;
+        for (i = 2; i < 64; i++)
+            x[i] = i % 2 ? (down = nextafterf(down, -2.0f)) : (up = nextafterf(up, 2.0f));
+        ref_nf4(x, 64, code, &am);
+        for (path = 0; path <= 2; path++) {
+            kvm_q8_path = path;
+            kvm_nf4_encode(x, 64, codes, &am);
+            for (i = 0; i < 64; i++)
+                bad += (i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4) != code[i];
+        }
+    }
+    kvm_q8_path = 0;
     CU_ASSERT_EQUAL(bad, 0);
 }
 
@@ -385,6 +423,7 @@ add_quant_suite(void)
            !CU_add_test(s, "int8 of a token's heads at once", test_int8_heads) ||
            !CU_add_test(s, "nf4 against the reference, nearest level", test_nf4) ||
            !CU_add_test(s, "nf4 ties go to the first level", test_nf4_ties) ||
+           !CU_add_test(s, "nf4 on the midpoints between levels", test_nf4_midpoints) ||
            !CU_add_test(s, "memory per storage type", test_memory) ||
            !CU_add_test(s, "dequantizing reads in every type", test_read_types);
 }
