@@ -323,28 +323,19 @@ test_nf4_midpoints(void)
 static size_t
 cache_bytes(kvmesh_quant_t q, int64_t D)
 {
-    kvmesh_mesh_t *mesh = NULL;
-    kvmesh_partition_t *part = NULL;
-    kvmesh_meta_t *meta = NULL;
-    kvmesh_cache_t *c = NULL;
     kvmesh_meta_params_t mp;
     kvmesh_cache_params_t cp;
+    onerank_t o;
     size_t bytes;
 
-    CU_ASSERT_EQUAL(kvmesh_mesh_create(MPI_COMM_SELF, "", &mesh), KVMESH_SUCCESS);
-    CU_ASSERT_EQUAL(kvmesh_partition_create(mesh, &part), KVMESH_SUCCESS);
     kvmesh_meta_params_init(&mp);
     mp.batch_size = 2, mp.sequence_length = 32, mp.num_hidden_layers = 3;
     mp.num_heads = 4, mp.head_dim = D;
-    CU_ASSERT_EQUAL(kvmesh_meta_create(&mp, &meta), KVMESH_SUCCESS);
     kvmesh_cache_params_init(&cp);
     cp.quant = q;
-    CU_ASSERT_EQUAL(kvmesh_cache_init(meta, part, &cp, &c), KVMESH_SUCCESS);
-    bytes = kvmesh_cache_local_bytes(c);
-    kvmesh_cache_free(&c);
-    kvmesh_meta_free(&meta);
-    kvmesh_partition_free(&part);
-    kvmesh_mesh_free(&mesh);
+    (void) onerank_open(&o, &mp, &cp);
+    bytes = kvmesh_cache_local_bytes(o.cache);
+    onerank_close(&o);
     return bytes;
 }
 
@@ -366,30 +357,24 @@ test_memory(void)
 static void
 test_read_types(void)
 {
-    kvmesh_mesh_t *mesh = NULL;
-    kvmesh_partition_t *part = NULL;
-    kvmesh_meta_t *meta = NULL;
-    kvmesh_cache_t *c = NULL;
     kvmesh_view_t *v = NULL;
     kvmesh_meta_params_t mp;
     kvmesh_cache_params_t cp;
+    onerank_t o;
     float in[3 * 2 * 70], f[3 * 2 * 70];
     uint16_t h[3 * 2 * 70];
     int q, i, bad = 0;
 
-    CU_ASSERT_EQUAL_FATAL(kvmesh_mesh_create(MPI_COMM_SELF, "", &mesh), KVMESH_SUCCESS);
-    CU_ASSERT_EQUAL(kvmesh_partition_create(mesh, &part), KVMESH_SUCCESS);
     kvmesh_meta_params_init(&mp);
     mp.batch_size = 1, mp.sequence_length = 8, mp.num_hidden_layers = 1;
     mp.num_heads = 2, mp.head_dim = 70;               /* nf4: two blocks */
-    CU_ASSERT_EQUAL(kvmesh_meta_create(&mp, &meta), KVMESH_SUCCESS);
     for (i = 0; i < 3 * 2 * 70; i++)
         in[i] = rnd() * 4.0f;
     for (q = KVMESH_QUANT_INT8; q <= KVMESH_QUANT_NF4; q++) {
         kvmesh_cache_params_init(&cp);
         cp.quant = (kvmesh_quant_t) q;
-        CU_ASSERT_EQUAL_FATAL(kvmesh_cache_init(meta, part, &cp, &c), KVMESH_SUCCESS);
-        CU_ASSERT_EQUAL(kvmesh_cache_view(c, 0, &v), KVMESH_SUCCESS);
+        CU_ASSERT_EQUAL_FATAL(onerank_open(&o, &mp, &cp), KVMESH_SUCCESS);
+        CU_ASSERT_EQUAL(kvmesh_cache_view(o.cache, 0, &v), KVMESH_SUCCESS);
         CU_ASSERT_EQUAL(kvmesh_view_concatenate(v, KVMESH_MODE_PREFILL, 3, KVMESH_F32,
                                                 in, in, NULL), KVMESH_SUCCESS);
         CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 0, 3, KVMESH_F32, f),
@@ -404,12 +389,9 @@ test_read_types(void)
                         KVMESH_SUCCESS);
         for (i = 0; i < 3 * 2 * 70; i++)
             bad += h[i] != kvmesh_f32_to_f16(f[i]);
-        kvmesh_cache_free(&c);
+        onerank_close(&o);
     }
     CU_ASSERT_EQUAL(bad, 0);
-    kvmesh_meta_free(&meta);
-    kvmesh_partition_free(&part);
-    kvmesh_mesh_free(&mesh);
 }
 
 int

@@ -34,27 +34,20 @@ test_helpers(void)
 }
 
 /* a one-rank cache: 1 row, 1 head, head dim 2, f32, one SLIDING layer */
-static kvmesh_cache_t *
-ring_cache(int64_t W, kvmesh_mesh_t **mesh, kvmesh_partition_t **part)
+static kvmesh_status_t
+ring_cache(int64_t W, onerank_t *o)
 {
     kvmesh_meta_params_t mp;
     kvmesh_cache_params_t cp;
-    kvmesh_meta_t *meta = NULL;
-    kvmesh_cache_t *c = NULL;
     kvmesh_mask_detail_t det = { KVMESH_MASK_SLIDING, W, 0 };
 
-    CU_ASSERT_EQUAL(kvmesh_mesh_create(MPI_COMM_SELF, "", mesh), KVMESH_SUCCESS);
-    CU_ASSERT_EQUAL(kvmesh_partition_create(*mesh, part), KVMESH_SUCCESS);
     kvmesh_meta_params_init(&mp);
     mp.batch_size = 1, mp.sequence_length = 16, mp.num_hidden_layers = 1;
     mp.num_heads = 1, mp.head_dim = 2;
-    CU_ASSERT_EQUAL(kvmesh_meta_create(&mp, &meta), KVMESH_SUCCESS);
     kvmesh_cache_params_init(&cp);
     cp.dtype = KVMESH_F32;
     cp.details = &det;
-    CU_ASSERT_EQUAL(kvmesh_cache_init(meta, *part, &cp, &c), KVMESH_SUCCESS);
-    kvmesh_meta_free(&meta);
-    return c;
+    return onerank_open(o, &mp, &cp);
 }
 
 /* appends tokens first..first+n-1 (token t has key (t, -t), value (t, t)) */
@@ -92,9 +85,7 @@ canonical(kvmesh_view_t *v, int64_t W, float *out)
 static void
 test_partial_window(void)
 {
-    kvmesh_mesh_t *mesh = NULL;
-    kvmesh_partition_t *part = NULL;
-    kvmesh_cache_t *c = ring_cache(4, &mesh, &part);
+    onerank_t o;
     kvmesh_view_t *v = NULL;
     const kvmesh_mask_t *mask = NULL;
     float win[4];
@@ -104,7 +95,8 @@ test_partial_window(void)
      * old = [t1, t2, t3, empty] -> [t3, empty, t4, t5] */
     const float easydel[4] = { 3, 0, 4, 5 }, right[4] = { 2, 3, 4, 5 };
 
-    CU_ASSERT_EQUAL_FATAL(kvmesh_cache_view(c, 0, &v), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(ring_cache(4, &o), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(kvmesh_cache_view(o.cache, 0, &v), KVMESH_SUCCESS);
     append(v, 1, 3, NULL);                  /* t1 t2 t3: window 4, 3 cached */
     canonical(v, 4, win);
     CU_ASSERT(win[0] == 1 && win[1] == 2 && win[2] == 3 && win[3] == 0);
@@ -127,9 +119,7 @@ test_partial_window(void)
     append(v, 6, 6, NULL);
     canonical(v, 4, win);
     CU_ASSERT(win[0] == 8 && win[1] == 9 && win[2] == 10 && win[3] == 11);
-    kvmesh_cache_free(&c);
-    kvmesh_partition_free(&part);
-    kvmesh_mesh_free(&mesh);
+    onerank_close(&o);
 }
 
 int

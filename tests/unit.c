@@ -7,6 +7,31 @@
 
 #include "suites.h"
 
+kvmesh_status_t
+onerank_open(onerank_t *o, const kvmesh_meta_params_t *mp,
+             const kvmesh_cache_params_t *cp)
+{
+    kvmesh_meta_t *meta = NULL;
+    kvmesh_status_t st;
+
+    o->mesh = NULL, o->part = NULL, o->cache = NULL;
+    CU_ASSERT_EQUAL(kvmesh_mesh_create(MPI_COMM_SELF, "", &o->mesh), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_partition_create(o->mesh, &o->part), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_meta_create(mp, &meta), KVMESH_SUCCESS);
+    st = kvmesh_cache_init(meta, o->part, cp, &o->cache);
+    CU_ASSERT_EQUAL(st, KVMESH_SUCCESS);
+    kvmesh_meta_free(&meta);
+    return st;
+}
+
+void
+onerank_close(onerank_t *o)
+{
+    kvmesh_cache_free(&o->cache);
+    kvmesh_partition_free(&o->part);
+    kvmesh_mesh_free(&o->mesh);
+}
+
 int
 main(int argc, char **argv)
 {
