@@ -9,6 +9,7 @@
  * infinities take a separate pass that runs only when a vector holds one. */
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 #include "dtype.h"
 #include "quant.h"
@@ -144,10 +145,12 @@ amax_sse2(const float *x, int64_t D, int *special)
 }
 #endif
 
-/* 2: AVX2, 1: SSE2, 0: scalar; kvm_q8_path caps it for tests */
+/* 3: AVX-512 (F, BW, DQ, VL, VBMI), 2: AVX2, 1: SSE2, 0: scalar; kvm_q8_path
+ * caps it for tests (see quant.h) */
 static int
 simd_level(void)
 {
+    static const int cap[4] = { 3, 1, 0, 2 };
     static int level = -1;
 
     if (level < 0) {
@@ -158,16 +161,21 @@ simd_level(void)
 #if defined(KVM_X86)
         if (__builtin_cpu_supports("avx2"))
             level = 2;
+        if (level == 2 && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi"))
+            level = 3;
 #endif
     }
-    return kvm_q8_path == 0 ? level : kvm_q8_path == 1 ? (level < 1 ? level : 1) : 0;
+    return kvm_q8_path >= 0 && kvm_q8_path < 4 && cap[kvm_q8_path] < level
+           ? cap[kvm_q8_path] : level;
 }
 
 static float
 finite_amax(const float *x, int64_t n, int level, int *special)
 {
 #if defined(KVM_X86)
-    if (level == 2)
+    if (level >= 2)
         return amax_avx2(x, KVMESH_F32, n, special);
 #endif
 #if defined(__SSE2__)
@@ -278,7 +286,7 @@ kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale)
     int64_t i = 0;
 
 #if defined(KVM_X86)
-    if (level == 2)
+    if (level >= 2)
         i = q8_codes_avx2(x, KVMESH_F32, D, s, q);
 #endif
 #if defined(__SSE2__)
@@ -324,6 +332,139 @@ q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
 }
 #endif
 
+#if defined(KVM_X86)
+#define KVM_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")))
+
+/* 16 elements of x from index i as f32 */
+KVM_AVX512 static inline __m512
+load16(const void *x, kvmesh_dtype_t st, int64_t i)
+{
+    if (st == KVMESH_BF16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+            _mm256_loadu_si256((const __m256i *) ((const uint16_t *) x + i))), 16));
+    return _mm512_loadu_ps((const float *) x + i);
+}
+
+/* The largest |x| as a bit pattern: for floats of one sign the integer
+ * order of the patterns is their order, and any pattern at or above
+ * +inf's is inf or NaN.  bf16 is compared as 16-bit patterns, f32 as
+ * 32-bit ones: one AND and one MAX per 32 or 16 elements. */
+KVM_AVX512 static uint32_t
+amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
+{
+    int64_t i;
+
+    if (st == KVMESH_BF16) {
+        const __m512i absmask = _mm512_set1_epi16(0x7fff);
+        __m512i m0 = _mm512_setzero_si512(), m1 = m0;
+        __m256i m;
+        __m128i h;
+        for (i = 0; i < D; i += 64) {
+            m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(
+                (const uint16_t *) x + i), absmask));
+            if (i + 32 < D)
+                m1 = _mm512_max_epu16(m1, _mm512_and_si512(_mm512_loadu_si512(
+                    (const uint16_t *) x + i + 32), absmask));
+        }
+        m0 = _mm512_max_epu16(m0, m1);
+        m = _mm256_max_epu16(_mm512_castsi512_si256(m0), _mm512_extracti64x4_epi64(m0, 1));
+        h = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+        /* the largest of 8 is the complement of the least complement */
+        h = _mm_minpos_epu16(_mm_xor_si128(h, _mm_set1_epi32(-1)));
+        return (uint32_t) (uint16_t) ~_mm_cvtsi128_si32(h) << 16;
+    } else {
+        const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
+        __m512i m0 = _mm512_setzero_si512(), m1 = m0;
+        for (i = 0; i < D; i += 32) {
+            m0 = _mm512_max_epu32(m0, _mm512_and_si512(_mm512_loadu_si512(
+                (const float *) x + i), absmask));
+            m1 = _mm512_max_epu32(m1, _mm512_and_si512(_mm512_loadu_si512(
+                (const float *) x + i + 16), absmask));
+        }
+        return _mm512_reduce_max_epu32(_mm512_max_epu32(m0, m1));
+    }
+}
+
+/* Codes of one finite head vector (D a multiple of 32), 32 elements at a
+ * time.  y = x * (1 / s) + 1536.5 in one FMA lies in [1024, 2048), so its
+ * low 13 bits are the fraction of x * (1 / s) + 0.5 to 2^-13 and the bits
+ * above them, from bit 13, are floor(x * (1 / s) + 0.5) in two's
+ * complement (1536.5's own bits there end in a zero byte): a shift and a
+ * byte permute give the codes.  That floor is round-half-even(x / s)
+ * unless x * (1 / s) is within 6.2e-5 of a half-integer, and then y's low
+ * 13 bits are all zero; such 32 take the exact quotient x / s instead.
+ * (x * (1 / s) is within 7.6e-6 of x / s for |x / s| <= 127.01.) */
+KVM_AVX512 static void
+q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q)
+{
+    /* where code j's byte is in (a, b) after the shift: bf16 is widened
+     * by interleaving, 4 elements of each 128-bit lane into a, 4 into b */
+    static const unsigned char bf16_order[64] = {
+        0, 4, 8, 12, 64, 68, 72, 76, 16, 20, 24, 28, 80, 84, 88, 92,
+        32, 36, 40, 44, 96, 100, 104, 108, 48, 52, 56, 60, 112, 116, 120, 124
+    };
+    static const unsigned char f32_order[64] = {
+        0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60,
+        64, 68, 72, 76, 80, 84, 88, 92, 96, 100, 104, 108, 112, 116, 120, 124
+    };
+    const __m512 inv = _mm512_set1_ps(1.0f / s), magic = _mm512_set1_ps(1536.5f);
+    const __m512i frac = _mm512_set1_epi32(0x1fff), zero = _mm512_setzero_si512();
+    const __m512i order = _mm512_loadu_si512(st == KVMESH_BF16 ? bf16_order : f32_order);
+    const int RNE = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    int64_t i;
+
+    for (i = 0; i < D; i += 32) {
+        __m512 a, b;
+        __m512i ya, yb;
+        if (st == KVMESH_BF16) {
+            __m512i w = _mm512_loadu_si512((const uint16_t *) x + i);
+            a = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w));
+            b = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w));
+        } else {
+            a = _mm512_loadu_ps((const float *) x + i);
+            b = _mm512_loadu_ps((const float *) x + i + 16);
+        }
+        ya = _mm512_castps_si512(_mm512_fmadd_ps(a, inv, magic));
+        yb = _mm512_castps_si512(_mm512_fmadd_ps(b, inv, magic));
+        if (!_kortestz_mask16_u8(_mm512_testn_epi32_mask(ya, frac),
+                                 _mm512_testn_epi32_mask(yb, frac))) {
+            const __m512 sv = _mm512_set1_ps(s);
+            _mm_storeu_si128((__m128i *) (q + i), _mm512_cvtsepi32_epi8(
+                _mm512_cvt_roundps_epi32(_mm512_div_ps(load16(x, st, i), sv), RNE)));
+            _mm_storeu_si128((__m128i *) (q + i + 16), _mm512_cvtsepi32_epi8(
+                _mm512_cvt_roundps_epi32(_mm512_div_ps(load16(x, st, i + 16), sv), RNE)));
+            continue;
+        }
+        _mm256_storeu_si256((__m256i *) (q + i), _mm512_castsi512_si256(
+            _mm512_permutex2var_epi8(_mm512_srli_epi32(ya, 13), order,
+                                     _mm512_srli_epi32(yb, 13))));
+    }
+}
+
+/* q8_heads_avx2() with AVX-512 */
+KVM_AVX512 static int
+q8_heads_avx512(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
+                float *scale)
+{
+    const size_t es = kvmesh_dtype_size(st);
+    uint32_t bits, worst = 0;
+    int64_t h;
+
+    for (h = 0; h < H; h++) {
+        float a;
+        bits = amax_bits_avx512((const char *) x + (size_t) (h * D) * es, st, D);
+        worst = worst > bits ? worst : bits;
+        memcpy(&a, &bits, sizeof a);
+        scale[h] = a / 127.0f + FLT_MIN;
+    }
+    if (worst >= 0x7f800000u)          /* an inf or a NaN */
+        return 0;
+    for (h = 0; h < H; h++)
+        q8_codes_avx512((const char *) x + (size_t) (h * D) * es, st, D, scale[h], q + h * D);
+    return 1;
+}
+#endif
+
 void
 kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
                     int8_t *q, float *scale, float *tmp)
@@ -332,8 +473,11 @@ kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
     int64_t h;
 
 #if defined(KVM_X86)
-    if (simd_level() == 2 && D % 32 == 0 && (st == KVMESH_BF16 || st == KVMESH_F32) &&
-        q8_heads_avx2(x, st, H, D, q, scale))
+    const int level = simd_level();
+
+    if (level >= 2 && D % 32 == 0 && (st == KVMESH_BF16 || st == KVMESH_F32) &&
+        (level == 3 ? q8_heads_avx512(x, st, H, D, q, scale)
+                    : q8_heads_avx2(x, st, H, D, q, scale)))
         return;
 #endif
     for (h = 0; h < H; h++) {
@@ -516,7 +660,7 @@ kvm_nf4_encode(const float *x, int64_t D, uint8_t *codes, float *absmax)
                 n[i - lo] = 0.0f;
         done = 0;
 #if defined(KVM_X86)
-        if (level == 2 && !special) {   /* finite: |n| <= 1, no NaN */
+        if (level >= 2 && !special) {   /* finite: |n| <= 1, no NaN */
             done = (hi - lo) & ~(int64_t) 7;
             nf4_codes_avx2(n, done, code);
         }

@@ -38,7 +38,7 @@ fill(float *x, int64_t D, int kind)
     }
 }
 
-/* every int8 encoder path (fastest, SSE2, scalar) against the reference */
+/* every int8 encoder path (fastest, SSE2, scalar, AVX2) against the reference */
 static void
 int8_path(int path)
 {
@@ -84,7 +84,7 @@ test_int8(void)
     int8_t q[DMAX];
     int path;
 
-    for (path = 0; path <= 2; path++)
+    for (path = 0; path <= 3; path++)
         int8_path(path);
     /* all zeros: scale FLT_MIN, codes 0 */
     fill(x, 8, 1);
@@ -110,7 +110,7 @@ test_int8_heads(void)
     size_t di, hi;
     int64_t h, i;
 
-    for (path = 0; path <= 2; path++)
+    for (path = 0; path <= 3; path++)
         for (di = 0; di < sizeof dims / sizeof *dims; di++)
             for (hi = 0; hi < sizeof heads / sizeof *heads; hi++)
                 for (st = KVMESH_F32; st <= KVMESH_BF16; st++)
@@ -142,6 +142,53 @@ test_int8_heads(void)
                         }
                     }
     kvm_q8_path = 0;
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* bf16 heads, the decode input: for amax with each of the 128 bf16
+ * significands at three binades, every bf16 value of either sign within
+ * 2^-9 of amax (smaller ones code 0), 127 to a head after amax itself;
+ * the fast paths' shortcut must agree with the division everywhere */
+static void
+test_int8_bf16_sweep(void)
+{
+    enum { D = 128, H = 24 };
+    static const int binade[] = { -30, 0, 20 };
+    static uint16_t in[H * D];
+    static float x[H * D], tmp[D];
+    static int8_t q[H * D];
+    float s[H], rsc;
+    int code[D], bad = 0, path, m, b, sign, e, f, k, h, n, heads;
+
+    for (b = 0; b < 3; b++)
+        for (m = 0; m < 128; m++) {
+            const int ea = 127 + binade[b];         /* amax's biased exponent */
+            const uint16_t amax = (uint16_t) (ea << 7 | m);
+            n = 0;
+            for (sign = 0; sign < 2; sign++)
+                for (e = ea - 9; e <= ea; e++)
+                    for (f = 0; f < 128 && (e < ea || f <= m); f++) {
+                        if (n % D == 0)
+                            in[n++] = amax;
+                        in[n++] = (uint16_t) (sign << 15 | e << 7 | f);
+                    }
+            heads = (n + D - 1) / D;
+            while (n % D)
+                in[n++] = 0;
+            for (k = 0; k < n; k++)
+                x[k] = kvmesh_bf16_to_f32(in[k]);
+            for (path = 0; path <= 3; path++) {
+                kvm_q8_path = path;
+                kvm_q8_encode_heads(in, KVMESH_BF16, heads, D, q, s, tmp);
+                for (h = 0; h < heads; h++) {
+                    ref_q8(x + h * D, D, code, &rsc);
+                    bad += s[h] != rsc;
+                    for (k = 0; k < D; k++)
+                        bad += q[h * D + k] != code[k];
+                }
+            }
+            kvm_q8_path = 0;
+        }
     CU_ASSERT_EQUAL(bad, 0);
 }
 
@@ -177,7 +224,7 @@ test_int8_near_ties(void)
         for (k = n; k < 128; k++)       /* zeros leave the scale alone */
             x[k] = 0.0f;
         ref_q8(x, 128, code, &rsc);
-        for (path = 0; path <= 2; path++) {
+        for (path = 0; path <= 3; path++) {
             float tmp[128];
             kvm_q8_path = path;
             kvm_q8_encode(x, n, q, &s);
@@ -245,7 +292,7 @@ test_nf4(void)
     uint8_t codes[2];
     int path;
 
-    for (path = 0; path <= 2; path++)
+    for (path = 0; path <= 3; path++)
         nf4_path(path);
     /* NaN -> level 0.0 (code 7); +-inf -> +-1 (codes 0 and 15) */
     x[0] = 1.0f, x[1] = NAN, x[2] = INFINITY, x[3] = -INFINITY;
@@ -277,7 +324,7 @@ test_nf4_ties(void)
             x[0] = 1.0f;
             for (i = 1; i < 64; i++)
                 x[i] = n;
-            for (path = 0; path <= 2; path++) {
+            for (path = 0; path <= 3; path++) {
                 kvm_q8_path = path;
                 kvm_nf4_encode(x, 64, codes, &am);
                 for (i = 1; i < 64; i++)
@@ -308,7 +355,7 @@ test_nf4_midpoints(void)
         for (i = 2; i < 64; i++)
             x[i] = i % 2 ? (down = nextafterf(down, -2.0f)) : (up = nextafterf(up, 2.0f));
         ref_nf4(x, 64, code, &am);
-        for (path = 0; path <= 2; path++) {
+        for (path = 0; path <= 3; path++) {
             kvm_q8_path = path;
             kvm_nf4_encode(x, 64, codes, &am);
             for (i = 0; i < 64; i++)
@@ -402,6 +449,7 @@ add_quant_suite(void)
         return 1;
     return !CU_add_test(s, "int8 against the reference, error <= scale/2", test_int8) ||
            !CU_add_test(s, "int8 quotients near a tie", test_int8_near_ties) ||
+           !CU_add_test(s, "int8 bf16 heads, every value near amax", test_int8_bf16_sweep) ||
            !CU_add_test(s, "int8 of a token's heads at once", test_int8_heads) ||
            !CU_add_test(s, "nf4 against the reference, nearest level", test_nf4) ||
            !CU_add_test(s, "nf4 ties go to the first level", test_nf4_ties) ||
