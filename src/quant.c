@@ -205,7 +205,7 @@ rne(float r)
 #if defined(KVM_X86)
 __attribute__((target("avx2")))
 static int64_t
-q8_codes_avx2(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q)
+q8_codes_avx2(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q, int nt)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
@@ -231,11 +231,14 @@ q8_codes_avx2(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q)
             r0 = Q8_EXACT(0), r1 = Q8_EXACT(1), r2 = Q8_EXACT(2), r3 = Q8_EXACT(3);
         }
         /* packs work within 128-bit halves; the permute restores order */
-        _mm256_storeu_si256((__m256i *) (q + i), _mm256_permutevar8x32_epi32(
-            _mm256_packs_epi16(
+        __m256i codes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(
                 _mm256_packs_epi32(_mm256_cvtps_epi32(r0), _mm256_cvtps_epi32(r1)),
                 _mm256_packs_epi32(_mm256_cvtps_epi32(r2), _mm256_cvtps_epi32(r3))),
-            order));
+            order);
+        if (nt)
+            _mm256_stream_si256((__m256i *) (q + i), codes);
+        else
+            _mm256_storeu_si256((__m256i *) (q + i), codes);
     }
 #undef Q8_LOAD
 #undef Q8_EXACT
@@ -287,7 +290,7 @@ kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale)
 
 #if defined(KVM_X86)
     if (level >= 2)
-        i = q8_codes_avx2(x, KVMESH_F32, D, s, q);
+        i = q8_codes_avx2(x, KVMESH_F32, D, s, q, 0);
 #endif
 #if defined(__SSE2__)
     if (level == 1)
@@ -312,7 +315,7 @@ kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale)
  * Returns 0, having written nothing final, when an element is not finite. */
 static int
 q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
-              float *scale)
+              float *scale, int nt)
 {
     const size_t es = kvmesh_dtype_size(st);
     int64_t h;
@@ -327,7 +330,7 @@ q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
         return 0;
     for (h = 0; h < H; h++)
         (void) q8_codes_avx2((const char *) x + (size_t) (h * D) * es, st, D, scale[h],
-                             q + h * D);
+                             q + h * D, nt);
     return 1;
 }
 #endif
@@ -395,7 +398,7 @@ amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
  * 13 bits are all zero; such 32 take the exact quotient x / s instead.
  * (x * (1 / s) is within 7.6e-6 of x / s for |x / s| <= 127.01.) */
 KVM_AVX512 static void
-q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q)
+q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q, int nt)
 {
     /* where code j's byte is in (a, b) after the shift: bf16 is widened
      * by interleaving, 4 elements of each 128-bit lane into a, 4 into b */
@@ -416,6 +419,7 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q)
     for (i = 0; i < D; i += 32) {
         __m512 a, b;
         __m512i ya, yb;
+        __m256i codes;
         if (st == KVMESH_BF16) {
             __m512i w = _mm512_loadu_si512((const uint16_t *) x + i);
             a = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w));
@@ -429,22 +433,26 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q)
         if (!_kortestz_mask16_u8(_mm512_testn_epi32_mask(ya, frac),
                                  _mm512_testn_epi32_mask(yb, frac))) {
             const __m512 sv = _mm512_set1_ps(s);
-            _mm_storeu_si128((__m128i *) (q + i), _mm512_cvtsepi32_epi8(
-                _mm512_cvt_roundps_epi32(_mm512_div_ps(load16(x, st, i), sv), RNE)));
-            _mm_storeu_si128((__m128i *) (q + i + 16), _mm512_cvtsepi32_epi8(
-                _mm512_cvt_roundps_epi32(_mm512_div_ps(load16(x, st, i + 16), sv), RNE)));
-            continue;
+            codes = _mm256_set_m128i(
+                _mm512_cvtsepi32_epi8(_mm512_cvt_roundps_epi32(
+                    _mm512_div_ps(load16(x, st, i + 16), sv), RNE)),
+                _mm512_cvtsepi32_epi8(_mm512_cvt_roundps_epi32(
+                    _mm512_div_ps(load16(x, st, i), sv), RNE)));
+        } else {
+            codes = _mm512_castsi512_si256(_mm512_permutex2var_epi8(
+                _mm512_srli_epi32(ya, 13), order, _mm512_srli_epi32(yb, 13)));
         }
-        _mm256_storeu_si256((__m256i *) (q + i), _mm512_castsi512_si256(
-            _mm512_permutex2var_epi8(_mm512_srli_epi32(ya, 13), order,
-                                     _mm512_srli_epi32(yb, 13))));
+        if (nt)
+            _mm256_stream_si256((__m256i *) (q + i), codes);
+        else
+            _mm256_storeu_si256((__m256i *) (q + i), codes);
     }
 }
 
 /* q8_heads_avx2() with AVX-512 */
 KVM_AVX512 static int
 q8_heads_avx512(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
-                float *scale)
+                float *scale, int nt)
 {
     const size_t es = kvmesh_dtype_size(st);
     uint32_t bits, worst = 0;
@@ -460,26 +468,29 @@ q8_heads_avx512(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *
     if (worst >= 0x7f800000u)          /* an inf or a NaN */
         return 0;
     for (h = 0; h < H; h++)
-        q8_codes_avx512((const char *) x + (size_t) (h * D) * es, st, D, scale[h], q + h * D);
+        q8_codes_avx512((const char *) x + (size_t) (h * D) * es, st, D, scale[h], q + h * D,
+                        nt);
     return 1;
 }
 #endif
 
-void
+int
 kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
-                    int8_t *q, float *scale, float *tmp)
+                    int8_t *q, float *scale, float *tmp, int stream)
 {
     const size_t es = kvmesh_dtype_size(st);
     int64_t h;
 
 #if defined(KVM_X86)
     const int level = simd_level();
+    const int nt = stream && ((uintptr_t) q & 31) == 0;
 
     if (level >= 2 && D % 32 == 0 && (st == KVMESH_BF16 || st == KVMESH_F32) &&
-        (level == 3 ? q8_heads_avx512(x, st, H, D, q, scale)
-                    : q8_heads_avx2(x, st, H, D, q, scale)))
-        return;
+        (level == 3 ? q8_heads_avx512(x, st, H, D, q, scale, nt)
+                    : q8_heads_avx2(x, st, H, D, q, scale, nt)))
+        return nt;
 #endif
+    (void) stream;
     for (h = 0; h < H; h++) {
         const char *xh = (const char *) x + (size_t) (h * D) * es;
         if (st == KVMESH_F32) {
@@ -489,6 +500,7 @@ kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
             kvm_q8_encode(tmp, D, q + h * D, scale + h);
         }
     }
+    return 0;
 }
 
 void

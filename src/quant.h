@@ -27,9 +27,13 @@ void kvm_q8_decode(const int8_t *q, float scale, int64_t D, float *out);
 
 /** kvm_q8_encode() on H consecutive head vectors of D elements of type
  *  \p st (bf16 and f32 are read directly), codes [H][D], scales [H];
- *  \p tmp holds D floats.  Bit-identical to H calls of kvm_q8_encode(). */
-void kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
-                         int8_t *q, float *scale, float *tmp);
+ *  \p tmp holds D floats.  Bit-identical to H calls of kvm_q8_encode().
+ *  With \p stream the codes may bypass the caches (non-temporal stores,
+ *  when the vector path runs and q is 32-byte aligned); returns 1 when
+ *  they did, and then the caller calls kvm_stream_fence() before the codes
+ *  are read by another thread or rank. */
+int kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
+                        int8_t *q, float *scale, float *tmp, int stream);
 
 /** NF4: blocks of 64 (a shorter vector is one block), absmax per block of
  *  its finite elements, code = nearest of the 16 NF4 levels to x / absmax

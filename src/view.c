@@ -90,11 +90,12 @@ place(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, int64_t row,
          * aside and stream them out like unquantized tokens */
         char *out = c->quant ? c->qcodes : dst;
         if (c->quant == KVMESH_QUANT_INT8) {
-            /* the quantized heads are whole vectors, consecutive in src */
-            kvm_q8_encode_heads(src + (size_t) ((i * ih.len + h.lo - ih.lo) * id.len) * ses,
-                                sdt, h.len, d.len, (int8_t *) out,
-                                v->scale[t] + (first + i * h.len), c->qtmp);
-            kvm_stream_copy(dst, out, (size_t) (h.len * c->hbytes[t]));
+            /* the quantized heads are whole vectors, consecutive in src;
+             * their codes go straight to the cache, streamed */
+            (void) kvm_q8_encode_heads(src + (size_t) ((i * ih.len + h.lo - ih.lo) *
+                                                       id.len) * ses,
+                                       sdt, h.len, d.len, (int8_t *) dst,
+                                       v->scale[t] + (first + i * h.len), c->qtmp, 1);
             dst += h.len * c->hbytes[t];
             continue;
         }

@@ -7,6 +7,7 @@
 
 #include "kvmesh.h"
 #include "quant.h"
+#include "copy.h"
 #include "reference.h"
 #include "suites.h"
 
@@ -105,7 +106,7 @@ test_int8_heads(void)
     static const int64_t dims[] = { 32, 64, 96, 128, 130 }, heads[] = { 1, 3, 8 };
     float x[8 * 130], tmp[130], s[8], rs1;
     uint16_t xh[8 * 130];
-    int8_t q[8 * 130];
+    _Alignas(32) int8_t q[8 * 130];
     int code[130], bad = 0, path, st, rep;
     size_t di, hi;
     int64_t h, i;
@@ -133,7 +134,8 @@ test_int8_heads(void)
                             }
                             in = xh;
                         }
-                        kvm_q8_encode_heads(in, (kvmesh_dtype_t) st, H, D, q, s, tmp);
+                        (void) kvm_q8_encode_heads(in, (kvmesh_dtype_t) st, H, D, q, s, tmp, rep & 1);
+                        kvm_stream_fence();
                         for (h = 0; h < H; h++) {
                             ref_q8(x + h * D, D, code, &rs1);
                             bad += memcmp(&s[h], &rs1, sizeof rs1) != 0;
@@ -156,7 +158,7 @@ test_int8_bf16_sweep(void)
     static const int binade[] = { -30, 0, 20 };
     static uint16_t in[H * D];
     static float x[H * D], tmp[D];
-    static int8_t q[H * D];
+    static _Alignas(32) int8_t q[H * D];
     float s[H], rsc;
     int code[D], bad = 0, path, m, b, sign, e, f, k, h, n, heads;
 
@@ -179,7 +181,8 @@ test_int8_bf16_sweep(void)
                 x[k] = kvmesh_bf16_to_f32(in[k]);
             for (path = 0; path <= 3; path++) {
                 kvm_q8_path = path;
-                kvm_q8_encode_heads(in, KVMESH_BF16, heads, D, q, s, tmp);
+                (void) kvm_q8_encode_heads(in, KVMESH_BF16, heads, D, q, s, tmp, b & 1);
+                kvm_stream_fence();
                 for (h = 0; h < heads; h++) {
                     ref_q8(x + h * D, D, code, &rsc);
                     bad += s[h] != rsc;
@@ -231,7 +234,7 @@ test_int8_near_ties(void)
             for (k = 0; k < n; k++)
                 bad += q[k] != code[k];
             /* the all-heads path, one 128-element head */
-            kvm_q8_encode_heads(x, KVMESH_F32, 1, 128, q, &s, tmp);
+            (void) kvm_q8_encode_heads(x, KVMESH_F32, 1, 128, q, &s, tmp, 0);
             for (k = 0; k < 128; k++)
                 bad += q[k] != code[k];
         }
