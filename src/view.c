@@ -150,6 +150,16 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
                 }
         }
     }
+    /* a quantized cache's scales take plain stores, most into lines not
+     * touched since init: start fetching them all before quantizing */
+    for (gb = c->rows.lo; c->quant && gb < c->rows.lo + c->rows.len; gb++) {
+        nrun = runs_into(v, v->indexs[gb], n, qlo, nq, v->kv, run);
+        for (r = 0; r < nrun; r++)
+            for (t = 0; t < 2; t++)
+                __builtin_prefetch(v->scale[t] + (((gb - c->rows.lo) * v->kv.len +
+                                                   run[r].slot - v->kv.lo) *
+                                                  c->head[t].len * c->nscale[t]), 1);
+    }
     /* my own tokens that I store */
     for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++) {
         nrun = runs_into(v, v->indexs[gb], n, qlo, nq, v->kv, run);
