@@ -76,39 +76,58 @@ load8(const void *x, kvmesh_dtype_t st, int64_t i)
     return _mm256_loadu_ps((const float *) x + i);
 }
 
-/* x is f32, or bf16 with D a multiple of 32 (no tail) */
+/* The largest finite |x|, x f32 or bf16 (bf16: D a multiple of 32, no
+ * tail), as an integer max of the bit patterns with the sign cleared: for
+ * floats of one sign the integer order of the patterns is their order,
+ * and a pattern at or above +inf's is an inf or a NaN.  Then *special is
+ * set and the finite maximum comes from the scalar pass (f32; bf16 callers
+ * take another path and get 0). */
 __attribute__((target("avx2")))
 static float
 amax_avx2(const void *x, kvmesh_dtype_t st, int64_t D, int *special)
 {
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256 fmax = _mm256_set1_ps(FLT_MAX);
-    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
-    __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i m0 = zero, m1 = zero;
+    __m128i m;
     int64_t i, n = D & ~(int64_t) 31;
-    float a;
-    int tail_bad;
+    uint32_t bits;
+    float a, t;
 
-#define AMAX_STEP(m, off) do { \
-        __m256 v = _mm256_and_ps(load8(x, st, i + (off)), absmask); \
-        __m256 fin = _mm256_cmp_ps(v, fmax, _CMP_LE_OQ); \
-        ok = _mm256_and_ps(ok, fin); \
-        m = _mm256_max_ps(m, _mm256_and_ps(v, fin)); } while (0)
-    for (i = 0; i < n; i += 32) {
-        AMAX_STEP(m0, 0);
-        AMAX_STEP(m1, 8);
-        AMAX_STEP(m2, 16);
-        AMAX_STEP(m3, 24);
+    if (st == KVMESH_BF16) {
+        const __m256i absmask = _mm256_set1_epi16(0x7fff);
+        const __m256i *v = (const __m256i *) x;
+        for (i = 0; i < n / 16; i += 2) {
+            m0 = _mm256_max_epu16(m0, _mm256_and_si256(_mm256_loadu_si256(v + i), absmask));
+            m1 = _mm256_max_epu16(m1, _mm256_and_si256(_mm256_loadu_si256(v + i + 1),
+                                                       absmask));
+        }
+        m0 = _mm256_max_epu16(m0, m1);
+        m = _mm_max_epu16(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1));
+        /* the largest of 8 is the complement of the least complement */
+        m = _mm_minpos_epu16(_mm_xor_si128(m, _mm_set1_epi32(-1)));
+        bits = (uint32_t) (uint16_t) ~_mm_cvtsi128_si32(m) << 16;
+    } else {
+        const __m256i absmask = _mm256_set1_epi32(0x7fffffff);
+        const __m256i *v = (const __m256i *) x;
+        for (i = 0; i < n / 8; i += 2) {
+            m0 = _mm256_max_epu32(m0, _mm256_and_si256(_mm256_loadu_si256(v + i), absmask));
+            m1 = _mm256_max_epu32(m1, _mm256_and_si256(_mm256_loadu_si256(v + i + 1),
+                                                       absmask));
+        }
+        m0 = _mm256_max_epu32(m0, m1);
+        m = _mm_max_epu32(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1));
+        m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0x4e));
+        m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0xb1));
+        bits = (uint32_t) _mm_cvtsi128_si32(m);
     }
-#undef AMAX_STEP
-    /* the horizontal max in registers (max is exact: no rounding) */
-    m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
-    m0 = _mm256_max_ps(m0, _mm256_permute2f128_ps(m0, m0, 1));
-    m0 = _mm256_max_ps(m0, _mm256_shuffle_ps(m0, m0, 0x4e));
-    m0 = _mm256_max_ps(m0, _mm256_shuffle_ps(m0, m0, 0xb1));
-    a = amax_scalar((const float *) x + n, st == KVMESH_F32 ? D - n : 0, &tail_bad);
-    *special = tail_bad || _mm256_movemask_ps(ok) != 0xff;
-    return a > _mm256_cvtss_f32(m0) ? a : _mm256_cvtss_f32(m0);
+    *special = bits >= 0x7f800000u;
+    if (st == KVMESH_BF16)
+        return *special ? 0.0f : (memcpy(&a, &bits, sizeof a), a);
+    if (*special)
+        return amax_scalar(x, D, special);
+    memcpy(&a, &bits, sizeof a);
+    t = amax_scalar((const float *) x + n, D - n, special);
+    return a > t ? a : t;
 }
 #endif
 
@@ -145,7 +164,7 @@ amax_sse2(const float *x, int64_t D, int *special)
 }
 #endif
 
-/* 3: AVX-512 (F, BW, DQ, VL, VBMI), 2: AVX2, 1: SSE2, 0: scalar; kvm_q8_path
+/* 3: AVX-512 (F, BW, DQ, VL, VBMI), 2: AVX2 and FMA, 1: SSE2, 0: scalar; kvm_q8_path
  * caps it for tests (see quant.h) */
 static int
 simd_level(void)
@@ -159,7 +178,7 @@ simd_level(void)
         level = 1;
 #endif
 #if defined(KVM_X86)
-        if (__builtin_cpu_supports("avx2"))
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
             level = 2;
         if (level == 2 && __builtin_cpu_supports("avx512f") &&
             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
@@ -203,46 +222,50 @@ rne(float r)
 #define NEAR_HALF (0.5f - 1e-4f)
 
 #if defined(KVM_X86)
-__attribute__((target("avx2")))
+/* Codes of x[0 .. D & ~31), as q8_codes_avx512() makes them: y = x * (1 / s)
+ * + 1536.5 in one FMA, whose bits from 13 up less 1536.5's are floor(x / s
+ * + 0.5) unless its 13 fraction bits are all zero (within 6.2e-5 of a
+ * half-integer, or x not finite); then those 32 take the exact division
+ * and the clamp that non-finite x need.  Returns the count coded. */
+__attribute__((target("avx2,fma")))
 static int64_t
 q8_codes_avx2(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q, int nt)
 {
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
-    const __m256 near_half = _mm256_set1_ps(NEAR_HALF);
     const __m256 sv = _mm256_set1_ps(s), inv = _mm256_set1_ps(1.0f / s);
+    const __m256 magic = _mm256_set1_ps(1536.5f);
+    const __m256i frac = _mm256_set1_epi32(0x1fff), base = _mm256_set1_epi32(0x44c00000);
+    const __m256i zero = _mm256_setzero_si256();
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    const int RNE = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     int64_t i, n = D & ~(int64_t) 31;
 
-#define Q8_LOAD(k) _mm256_max_ps(_mm256_min_ps(_mm256_mul_ps( \
-            load8(x, st, i + 8 * (k)), inv), hi), lo)
-#define Q8_EXACT(k) _mm256_round_ps(_mm256_max_ps(_mm256_min_ps(_mm256_div_ps( \
-            load8(x, st, i + 8 * (k)), sv), hi), lo), RNE)
-#define Q8_NEAR(v, r) _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, r), absmask), \
-            near_half, _CMP_GT_OQ)
+#define Q8_Y(k) _mm256_castps_si256(_mm256_fmadd_ps(load8(x, st, i + 8 * (k)), inv, magic))
+#define Q8_NEAR(y) _mm256_cmpeq_epi32(_mm256_and_si256(y, frac), zero)
+#define Q8_FLOOR(y) _mm256_srai_epi32(_mm256_sub_epi32(y, base), 13)
+#define Q8_EXACT(k) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_max_ps(_mm256_min_ps( \
+            _mm256_div_ps(load8(x, st, i + 8 * (k)), sv), hi), lo), \
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
     for (i = 0; i < n; i += 32) {
-        __m256 v0 = Q8_LOAD(0), v1 = Q8_LOAD(1), v2 = Q8_LOAD(2), v3 = Q8_LOAD(3);
-        __m256 r0 = _mm256_round_ps(v0, RNE), r1 = _mm256_round_ps(v1, RNE);
-        __m256 r2 = _mm256_round_ps(v2, RNE), r3 = _mm256_round_ps(v3, RNE);
-        __m256 near = _mm256_or_ps(_mm256_or_ps(Q8_NEAR(v0, r0), Q8_NEAR(v1, r1)),
-                                   _mm256_or_ps(Q8_NEAR(v2, r2), Q8_NEAR(v3, r3)));
-        if (_mm256_movemask_ps(near)) {
-            r0 = Q8_EXACT(0), r1 = Q8_EXACT(1), r2 = Q8_EXACT(2), r3 = Q8_EXACT(3);
+        __m256i y0 = Q8_Y(0), y1 = Q8_Y(1), y2 = Q8_Y(2), y3 = Q8_Y(3), codes;
+        __m256i near = _mm256_or_si256(_mm256_or_si256(Q8_NEAR(y0), Q8_NEAR(y1)),
+                                       _mm256_or_si256(Q8_NEAR(y2), Q8_NEAR(y3)));
+        if (!_mm256_testz_si256(near, near)) {
+            y0 = Q8_EXACT(0), y1 = Q8_EXACT(1), y2 = Q8_EXACT(2), y3 = Q8_EXACT(3);
+        } else {
+            y0 = Q8_FLOOR(y0), y1 = Q8_FLOOR(y1), y2 = Q8_FLOOR(y2), y3 = Q8_FLOOR(y3);
         }
         /* packs work within 128-bit halves; the permute restores order */
-        __m256i codes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(
-                _mm256_packs_epi32(_mm256_cvtps_epi32(r0), _mm256_cvtps_epi32(r1)),
-                _mm256_packs_epi32(_mm256_cvtps_epi32(r2), _mm256_cvtps_epi32(r3))),
-            order);
+        codes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(
+            _mm256_packs_epi32(y0, y1), _mm256_packs_epi32(y2, y3)), order);
         if (nt)
             _mm256_stream_si256((__m256i *) (q + i), codes);
         else
             _mm256_storeu_si256((__m256i *) (q + i), codes);
     }
-#undef Q8_LOAD
-#undef Q8_EXACT
+#undef Q8_Y
 #undef Q8_NEAR
+#undef Q8_FLOOR
+#undef Q8_EXACT
     return n;
 }
 #endif
