@@ -636,6 +636,9 @@ nf4_codes_avx2(const float *n, int64_t len, unsigned char *code)
         __m256 v = _mm256_loadu_ps(n + i);
         __m256i c = _mm256_setzero_si256();
         int32_t lanes[8];
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 15
+#endif
         for (k = 0; k < 15; k++)        /* compare is all ones: subtract -1 */
             c = _mm256_sub_epi32(c, _mm256_castps_si256(
                 _mm256_cmp_ps(v, _mm256_set1_ps(nf4_mid_hi[k]), _CMP_GT_OQ)));
