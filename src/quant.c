@@ -3,10 +3,12 @@
  *
  * Every path is bit-exact with DESIGN §6 as the scalar code states it.  The
  * largest finite magnitude (the scale's source) is a max reduction, which
- * compilers do not vectorize without fast-math, so it has SSE2 and AVX2
- * versions; the int8 encoder multiplies by the reciprocal of the scale and
- * divides exactly only where the two could round apart.  NaN and
- * infinities take a separate pass that runs only when a vector holds one. */
+ * compilers do not vectorize without fast-math, so it has SSE2, AVX2 and
+ * AVX-512 versions (the last two as integer maxima of the bit patterns);
+ * the int8 encoder multiplies by the reciprocal of the scale and divides
+ * exactly only where the two could round apart.  The path is chosen at run
+ * time (simd_level).  NaN and infinities take a separate pass that runs
+ * only when a vector holds one. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
