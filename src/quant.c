@@ -362,6 +362,8 @@ q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
 
 #if defined(KVM_X86)
 #define KVM_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")))
+/* a macro: clang wants the rounding argument as a constant expression */
+#define KVM_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
 /* 16 elements of x from index i as f32 */
 KVM_AVX512 static inline __m512
@@ -438,7 +440,6 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q,
     const __m512 inv = _mm512_set1_ps(1.0f / s), magic = _mm512_set1_ps(1536.5f);
     const __m512i frac = _mm512_set1_epi32(0x1fff), zero = _mm512_setzero_si512();
     const __m512i order = _mm512_loadu_si512(st == KVMESH_BF16 ? bf16_order : f32_order);
-    const int RNE = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     int64_t i;
 
     for (i = 0; i < D; i += 32) {
@@ -460,9 +461,9 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q,
             const __m512 sv = _mm512_set1_ps(s);
             codes = _mm256_set_m128i(
                 _mm512_cvtsepi32_epi8(_mm512_cvt_roundps_epi32(
-                    _mm512_div_ps(load16(x, st, i + 16), sv), RNE)),
+                    _mm512_div_ps(load16(x, st, i + 16), sv), KVM_RNE)),
                 _mm512_cvtsepi32_epi8(_mm512_cvt_roundps_epi32(
-                    _mm512_div_ps(load16(x, st, i), sv), RNE)));
+                    _mm512_div_ps(load16(x, st, i), sv), KVM_RNE)));
         } else {
             codes = _mm512_castsi512_si256(_mm512_permutex2var_epi8(
                 _mm512_srli_epi32(ya, 13), order, _mm512_srli_epi32(yb, 13)));
