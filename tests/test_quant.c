@@ -98,18 +98,41 @@ test_int8(void)
     CU_ASSERT_DOUBLE_EQUAL(s, 2.0 / 127.0, 1e-7);
 }
 
+/* Encodes H heads of D elements (D <= 130, H * D <= 24 * 130) of type st
+ * through kvm_q8_encode_heads, streamed or not, and counts the scales and
+ * codes that differ from the reference's for x, the inputs' exact values. */
+static int
+heads_mismatches(const void *in, kvmesh_dtype_t st, const float *x, int64_t H,
+                 int64_t D, int stream)
+{
+    static _Alignas(32) int8_t q[24 * 130];
+    static float s[24];
+    float tmp[130], rsc;
+    int code[130], bad = 0;
+    int64_t h, i;
+
+    (void) kvm_q8_encode_heads(in, st, H, D, q, s, tmp, stream);
+    kvm_stream_fence();
+    for (h = 0; h < H; h++) {
+        ref_q8(x + h * D, D, code, &rsc);
+        bad += memcmp(&s[h], &rsc, sizeof rsc) != 0;
+        for (i = 0; i < D; i++)
+            bad += q[h * D + i] != code[i];
+    }
+    return bad;
+}
+
 /* all heads of a token at once, from f32, bf16 and f16 inputs, equal the
  * reference head by head at every vector level */
 static void
 test_int8_heads(void)
 {
     static const int64_t dims[] = { 32, 64, 96, 128, 130 }, heads[] = { 1, 3, 8 };
-    float x[8 * 130], tmp[130], s[8], rs1;
+    float x[8 * 130];
     uint16_t xh[8 * 130];
-    _Alignas(32) int8_t q[8 * 130];
-    int code[130], bad = 0, path, st, rep;
+    int bad = 0, path, st, rep;
     size_t di, hi;
-    int64_t h, i;
+    int64_t i;
 
     for (path = 0; path <= 3; path++)
         for (di = 0; di < sizeof dims / sizeof *dims; di++)
@@ -134,22 +157,16 @@ test_int8_heads(void)
                             }
                             in = xh;
                         }
-                        (void) kvm_q8_encode_heads(in, (kvmesh_dtype_t) st, H, D, q, s, tmp, rep & 1);
-                        kvm_stream_fence();
-                        for (h = 0; h < H; h++) {
-                            ref_q8(x + h * D, D, code, &rs1);
-                            bad += memcmp(&s[h], &rs1, sizeof rs1) != 0;
-                            for (i = 0; i < D; i++)
-                                bad += q[h * D + i] != code[i];
-                        }
+                        bad += heads_mismatches(in, (kvmesh_dtype_t) st, x, H, D,
+                                                rep & 1);
                     }
     kvm_q8_path = 0;
     CU_ASSERT_EQUAL(bad, 0);
 }
 
 /* bf16 heads, the decode input: for amax with each of the 128 bf16
- * significands at three binades, every bf16 value of either sign within
- * 2^-9 of amax (smaller ones code 0), 127 to a head after amax itself;
+ * significands at three binades, every bf16 value of either sign from
+ * amax / 2^10 up to amax (smaller ones code 0), 127 to a head after amax;
  * the fast paths' shortcut must agree with the division everywhere */
 static void
 test_int8_bf16_sweep(void)
@@ -157,10 +174,8 @@ test_int8_bf16_sweep(void)
     enum { D = 128, H = 24 };
     static const int binade[] = { -30, 0, 20 };
     static uint16_t in[H * D];
-    static float x[H * D], tmp[D];
-    static _Alignas(32) int8_t q[H * D];
-    float s[H], rsc;
-    int code[D], bad = 0, path, m, b, sign, e, f, k, h, n, heads;
+    static float x[H * D];
+    int bad = 0, path, m, b, sign, e, f, k, n, heads;
 
     for (b = 0; b < 3; b++)
         for (m = 0; m < 128; m++) {
@@ -181,14 +196,7 @@ test_int8_bf16_sweep(void)
                 x[k] = kvmesh_bf16_to_f32(in[k]);
             for (path = 0; path <= 3; path++) {
                 kvm_q8_path = path;
-                (void) kvm_q8_encode_heads(in, KVMESH_BF16, heads, D, q, s, tmp, b & 1);
-                kvm_stream_fence();
-                for (h = 0; h < heads; h++) {
-                    ref_q8(x + h * D, D, code, &rsc);
-                    bad += s[h] != rsc;
-                    for (k = 0; k < D; k++)
-                        bad += q[h * D + k] != code[k];
-                }
+                bad += heads_mismatches(in, KVMESH_BF16, x, heads, D, b & 1);
             }
             kvm_q8_path = 0;
         }
