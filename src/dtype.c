@@ -24,12 +24,7 @@ bits_f32(uint32_t u)
 size_t
 kvmesh_dtype_size(kvmesh_dtype_t dtype)
 {
-    switch (dtype) {
-    case KVMESH_F32: return 4;
-    case KVMESH_F16: return 2;
-    case KVMESH_BF16: return 2;
-    }
-    return 0;
+    return kvm_dtype_size(dtype);
 }
 
 static inline uint16_t
@@ -125,7 +120,7 @@ kvmesh_status_t
 kvmesh_convert(void *dst, kvmesh_dtype_t dt, const void *src,
                kvmesh_dtype_t st, size_t count)
 {
-    if (kvmesh_dtype_size(dt) == 0 || kvmesh_dtype_size(st) == 0 ||
+    if (kvm_dtype_size(dt) == 0 || kvm_dtype_size(st) == 0 ||
         (count && (!dst || !src)))
         return KVMESH_ERR_ARG;
     kvm_convert(dst, dt, src, st, count);
@@ -139,7 +134,7 @@ kvm_convert(void *dst, kvmesh_dtype_t dt, const void *src, kvmesh_dtype_t st,
     size_t i;
 
     if (dt == st) {
-        memcpy(dst, src, count * kvmesh_dtype_size(dt));
+        memcpy(dst, src, count * kvm_dtype_size(dt));
         return;
     }
     if (st == KVMESH_F32) {

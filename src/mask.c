@@ -32,11 +32,19 @@ visible_lo(const kvmesh_mask_detail_t *d, int64_t start, int64_t q)
     return lo;
 }
 
+/* the one predicate; the exported kvmesh_mask_allows() calls it rather
+ * than kvmesh_mask_detail_allows(), a call through the PLT per element */
+static inline bool
+allows(const kvmesh_mask_detail_t *d, int64_t start, int64_t q, int64_t k)
+{
+    return k <= q && k >= visible_lo(d, start, q);
+}
+
 bool
 kvmesh_mask_detail_allows(const kvmesh_mask_detail_t *d, int64_t start,
                           int64_t q, int64_t k)
 {
-    return k <= q && k >= visible_lo(d, start, q);
+    return allows(d, start, q, k);
 }
 
 int64_t
@@ -58,8 +66,7 @@ kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t k)
     /* a ring only still holds the last W positions */
     if (v->ring && k < (int64_t) v->indexs[row] - v->len)
         return false;
-    return kvmesh_mask_detail_allows(&v->detail, v->starts[row],
-                                     v->indexs[row] - m->n + i, k);
+    return allows(&v->detail, v->starts[row], v->indexs[row] - m->n + i, k);
 }
 
 kvmesh_status_t

@@ -342,7 +342,7 @@ static int
 q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
               float *scale, int nt)
 {
-    const size_t es = kvmesh_dtype_size(st);
+    const size_t es = kvm_dtype_size(st);
     int64_t h;
     int bad = 0, special;
 
@@ -480,7 +480,7 @@ KVM_AVX512 static int
 q8_heads_avx512(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
                 float *scale, int nt)
 {
-    const size_t es = kvmesh_dtype_size(st);
+    const size_t es = kvm_dtype_size(st);
     uint32_t bits, worst = 0;
     int64_t h;
 
@@ -504,7 +504,7 @@ int
 kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
                     int8_t *q, float *scale, float *tmp, int stream)
 {
-    const size_t es = kvmesh_dtype_size(st);
+    const size_t es = kvm_dtype_size(st);
     int64_t h;
 
 #if defined(KVM_X86)

@@ -218,7 +218,7 @@ kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
     if (!v)
         return KVMESH_ERR_ARG;
     c = v->cache;
-    if (mode >= KVMESH_NMODES || n <= 0 || kvmesh_dtype_size(dtype) == 0 ||
+    if (mode >= KVMESH_NMODES || n <= 0 || kvm_dtype_size(dtype) == 0 ||
         !key || !value)
         st = KVMESH_ERR_ARG;
     if (c->checked) {
@@ -270,7 +270,7 @@ kvmesh_view_read(const kvmesh_view_t *v, kvmesh_kv_t which, int64_t row,
 {
     const kvmesh_cache_t *c;
     int64_t vec, D, i0;
-    size_t per, osize = kvmesh_dtype_size(dtype);
+    size_t per, osize = kvm_dtype_size(dtype);
 
     if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !out || !osize)
         return KVMESH_ERR_ARG;
