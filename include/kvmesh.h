@@ -6,6 +6,8 @@
  *
  * Threads: calls on one cache (or mesh) must not run concurrently, except
  * reads (kvmesh_view_read, kvmesh_view_local, masks) between collectives.
+ * Different caches may be used from different threads (their collectives
+ * then need MPI_THREAD_MULTIPLE); a cache's init is a call on its mesh.
  *
  * Conventions.  Every fallible function returns a ::kvmesh_status_t and hands
  * its results back through its last pointer arguments.  A function documented

@@ -11,6 +11,8 @@
  * only when a vector holds one. */
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "dtype.h"
@@ -172,7 +174,9 @@ static int
 simd_level(void)
 {
     static const int cap[4] = { 3, 1, 0, 2 };
-    static int level = -1;
+    /* threads that find it unset all compute the same value */
+    static _Atomic int detected = -1;
+    int level = atomic_load_explicit(&detected, memory_order_relaxed);
 
     if (level < 0) {
         level = 0;
@@ -187,6 +191,7 @@ simd_level(void)
             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi"))
             level = 3;
 #endif
+        atomic_store_explicit(&detected, level, memory_order_relaxed);
     }
     return kvm_q8_path >= 0 && kvm_q8_path < 4 && cap[kvm_q8_path] < level
            ? cap[kvm_q8_path] : level;
@@ -546,7 +551,7 @@ kvm_q8_decode(const int8_t *q, float scale, int64_t D, float *out)
  * levels with a strict comparison would. */
 #define NF4_GRID 512
 static unsigned char nf4_grid[NF4_GRID + 1];
-static int nf4_grid_ready;
+static pthread_once_t nf4_once = PTHREAD_ONCE_INIT;      /* nf4_init() */
 
 /* the levels, then +inf twice so that c + 2 is always a valid index */
 static const float nf4_padded[18] = {
@@ -584,7 +589,6 @@ nf4_grid_init(void)
         unsigned c = nf4_scan(-1.0f + 2.0f * (float) g / NF4_GRID);
         nf4_grid[g] = (unsigned char) (c ? c - 1 : 0);
     }
-    nf4_grid_ready = 1;
 }
 
 static inline unsigned
@@ -684,8 +688,7 @@ kvm_nf4_encode(const float *x, int64_t D, uint8_t *codes, float *absmax)
     int64_t b, i, done;
     int special, level = simd_level();
 
-    if (!nf4_grid_ready)
-        nf4_init();
+    (void) pthread_once(&nf4_once, nf4_init);
     for (b = 0; b * KVM_NF4_BLOCK < D; b++) {
         int64_t lo = b * KVM_NF4_BLOCK;
         int64_t hi = lo + KVM_NF4_BLOCK < D ? lo + KVM_NF4_BLOCK : D;

@@ -1,8 +1,10 @@
 /* Quantized storage: the int8 and nf4 quantizers against the reference's
  * own, on random and adversarial vectors; their error bounds; the first
- * level on an nf4 tie; NaN and infinities; and the memory they take. */
+ * level on an nf4 tie; NaN and infinities; the memory they take; and
+ * their first use from several threads at once. */
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "kvmesh.h"
@@ -397,6 +399,61 @@ cache_bytes(kvmesh_quant_t q, int64_t D)
     return bytes;
 }
 
+typedef struct {
+    uint64_t seed;              /* each thread its own generator */
+    long bad;
+} worker_t;
+
+/* 200 random vectors of 128, through nf4 and int8, against the reference */
+static void *
+quant_worker(void *arg)
+{
+    worker_t *w = arg;
+    float x[128], s, rsc, am[2], ram[2];
+    int8_t q[128];
+    uint8_t nib[64];
+    int code[128], rep, i;
+
+    for (rep = 0; rep < 200; rep++) {
+        for (i = 0; i < 128; i++) {
+            w->seed = w->seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            x[i] = (float) ((double) (w->seed >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+        }
+        kvm_nf4_encode(x, 128, nib, am);
+        ref_nf4(x, 128, code, ram);
+        w->bad += memcmp(am, ram, sizeof am) != 0;
+        for (i = 0; i < 128; i++)
+            w->bad += (i % 2 ? nib[i / 2] & 15 : nib[i / 2] >> 4) != code[i];
+        kvm_q8_encode(x, 128, q, &s);
+        ref_q8(x, 128, code, &rsc);
+        w->bad += memcmp(&s, &rsc, sizeof s) != 0;
+        for (i = 0; i < 128; i++)
+            w->bad += q[i] != code[i];
+    }
+    return NULL;
+}
+
+/* The quantizers build their tables and pick their vector path on first
+ * use: 4 threads that all start there get the reference's codes.  (Run
+ * first in the suite; -fsanitize=thread checks the first use itself.) */
+static void
+test_threads(void)
+{
+    pthread_t th[4];
+    worker_t w[4];
+    int k, started = 0;
+
+    for (k = 0; k < 4; k++) {
+        w[k] = (worker_t) { 1000003u * (uint64_t) (k + 1), 0 };
+        started += pthread_create(&th[k], NULL, quant_worker, &w[k]) == 0;
+    }
+    CU_ASSERT_EQUAL_FATAL(started, 4);
+    for (k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        CU_ASSERT_EQUAL(w[k].bad, 0);
+    }
+}
+
 static void
 test_memory(void)
 {
@@ -458,7 +515,8 @@ add_quant_suite(void)
     CU_pSuite s = CU_add_suite("quantized storage", NULL, NULL);
     if (!s)
         return 1;
-    return !CU_add_test(s, "int8 against the reference, error <= scale/2", test_int8) ||
+    return !CU_add_test(s, "first use from 4 threads at once", test_threads) ||
+           !CU_add_test(s, "int8 against the reference, error <= scale/2", test_int8) ||
            !CU_add_test(s, "int8 quotients near a tie", test_int8_near_ties) ||
            !CU_add_test(s, "int8 bf16 heads, every value near amax", test_int8_bf16_sweep) ||
            !CU_add_test(s, "int8 of a token's heads at once", test_int8_heads) ||
