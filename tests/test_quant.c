@@ -17,11 +17,25 @@
 
 static uint64_t rs = 99;
 
+/* uniform in [-1, 1) from the generator state *g */
+static float
+rnd_from(uint64_t *g)
+{
+    *g = *g * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float) ((double) (*g >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
 static float
 rnd(void)
 {
-    rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (float) ((double) (rs >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    return rnd_from(&rs);
+}
+
+/* nf4 code i of a packed vector: (c0 << 4) | c1 */
+static int
+nibble(const uint8_t *codes, int64_t i)
+{
+    return i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4;
 }
 
 /* vector kinds: random, zeros, one huge value, denormals, mixed scales */
@@ -280,7 +294,7 @@ nf4_path(int path)
                 bad_code += memcmp(am, ram, (size_t) ((D + 63) / 64) * sizeof *am) != 0;
                 kvm_nf4_decode(codes, am, 0, D, deq);
                 for (i = 0; i < D; i++) {
-                    int c = i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4;
+                    int c = nibble(codes, i);
                     float a = am[i / 64], n = a > 0 ? x[i] / a : 0.0f;
                     bad_code += c != code[i];
                     /* the nearest level, and the error it implies */
@@ -341,7 +355,7 @@ test_nf4_ties(void)
                 kvm_q8_path = path;
                 kvm_nf4_encode(x, 64, codes, &am);
                 for (i = 1; i < 64; i++)
-                    bad += (i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4) != k;
+                    bad += nibble(codes, i) != k;
             }
             kvm_q8_path = 0;
         }
@@ -372,7 +386,7 @@ test_nf4_midpoints(void)
             kvm_q8_path = path;
             kvm_nf4_encode(x, 64, codes, &am);
             for (i = 0; i < 64; i++)
-                bad += (i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4) != code[i];
+                bad += nibble(codes, i) != code[i];
         }
     }
     kvm_q8_path = 0;
@@ -415,15 +429,13 @@ quant_worker(void *arg)
     int code[128], rep, i;
 
     for (rep = 0; rep < 200; rep++) {
-        for (i = 0; i < 128; i++) {
-            w->seed = w->seed * 6364136223846793005ULL + 1442695040888963407ULL;
-            x[i] = (float) ((double) (w->seed >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-        }
+        for (i = 0; i < 128; i++)
+            x[i] = rnd_from(&w->seed);
         kvm_nf4_encode(x, 128, nib, am);
         ref_nf4(x, 128, code, ram);
         w->bad += memcmp(am, ram, sizeof am) != 0;
         for (i = 0; i < 128; i++)
-            w->bad += (i % 2 ? nib[i / 2] & 15 : nib[i / 2] >> 4) != code[i];
+            w->bad += nibble(nib, i) != code[i];
         kvm_q8_encode(x, 128, q, &s);
         ref_q8(x, 128, code, &rsc);
         w->bad += memcmp(&s, &rsc, sizeof s) != 0;
@@ -441,15 +453,18 @@ test_threads(void)
 {
     pthread_t th[4];
     worker_t w[4];
-    int k, started = 0;
+    bool started[4];
+    int k;
 
     for (k = 0; k < 4; k++) {
         w[k] = (worker_t) { 1000003u * (uint64_t) (k + 1), 0 };
-        started += pthread_create(&th[k], NULL, quant_worker, &w[k]) == 0;
+        started[k] = pthread_create(&th[k], NULL, quant_worker, &w[k]) == 0;
     }
-    CU_ASSERT_EQUAL_FATAL(started, 4);
+    /* every started thread is joined before w goes out of scope */
     for (k = 0; k < 4; k++) {
-        pthread_join(th[k], NULL);
+        CU_ASSERT(started[k]);
+        if (started[k])
+            pthread_join(th[k], NULL);
         CU_ASSERT_EQUAL(w[k].bad, 0);
     }
 }
