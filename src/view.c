@@ -64,54 +64,129 @@ quantize(const kvmesh_cache_t *c, int t, const char *src, kvmesh_dtype_t sdt,
         kvm_nf4_encode(c->qtmp, c->D[t], (uint8_t *) codes, scales);
 }
 
-/* Writes ntok tokens of one row into local slot \p slot of the cache.
- * src is laid out [ntok][in_head][in_dim] in type sdt. */
-static void
-place(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, int64_t row,
-      int64_t slot, const char *src, kvmesh_dtype_t sdt, int64_t ntok)
+/* Where one concatenate stores K (t = 0) or V (t = 1): worked out once per
+ * call, so that storing a run of tokens costs a few multiply-adds. */
+typedef struct {
+    const kvmesh_cache_t *c;
+    int t;
+    kvmesh_dtype_t sdt;         /* the input's element type */
+    size_t ses;                 /* ... and size */
+    char *data;                 /* the layer's local shard (or its codes) */
+    float *scale;               /* quantized: the codes' scales */
+    int64_t H, D, slots;        /* local heads, their dims; slots per row */
+    int64_t in_tok, in_vec;     /* input elements of a token, of a head */
+    int64_t skip;               /* ... before my first head's first element */
+    bool whole;                 /* an input token is exactly my heads */
+} kvm_put_t;
+
+static kvm_put_t
+put_of(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, kvmesh_dtype_t sdt)
 {
     const kvmesh_cache_t *c = v->cache;
     const kvmesh_span_t ih = pl->in_head[t], id = pl->in_dim[t];
     const kvmesh_span_t h = c->head[t], d = c->dim[t];
-    const size_t ses = sdt == KVMESH_F32 ? 4 : 2;
-    const int64_t first = (row * v->kv.len + slot) * h.len;   /* head vector */
-    char *dst = (char *) v->data[t] + (size_t) (first * c->hbytes[t]);
+
+    return (kvm_put_t) { c, t, sdt, sdt == KVMESH_F32 ? 4 : 2, (char *) v->data[t],
+                         v->scale[t], h.len, d.len, v->kv.len, ih.len * id.len,
+                         id.len, (h.lo - ih.lo) * id.len + d.lo - id.lo,
+                         ih.len == h.len && id.len == d.len };
+}
+
+/* place() for unquantized and nf4 caches */
+static void
+place_other(const kvm_put_t *p, int64_t first, const char *src, int64_t ntok)
+{
+    const kvmesh_cache_t *c = p->c;
+    const int64_t hbytes = c->hbytes[p->t];
+    char *dst = p->data + first * hbytes;
     int64_t i, j;
 
-    if (!c->quant && ih.len == h.len && id.len == d.len) {   /* one run */
-        if (sdt == c->dtype)
-            kvm_stream_copy(dst, src, (size_t) (ntok * h.len * d.len) * c->esize);
+    if (!c->quant && p->whole) {                        /* one run */
+        if (p->sdt == c->dtype)
+            kvm_stream_copy(dst, src, (size_t) (ntok * p->in_tok) * c->esize);
         else
-            kvm_convert(dst, c->dtype, src, sdt, (size_t) (ntok * h.len * d.len));
+            kvm_convert(dst, c->dtype, src, p->sdt, (size_t) (ntok * p->in_tok));
         return;
     }
-    for (i = 0; i < ntok; i++) {
-        /* a token's codes for all its heads are contiguous: build them
-         * aside and stream them out like unquantized tokens */
+    for (i = 0; i < ntok; i++, first += p->H) {
+        /* nf4: a token's codes for all its heads are contiguous: build
+         * them aside and stream them out like unquantized tokens */
         char *out = c->quant ? c->qcodes : dst;
-        if (c->quant == KVMESH_QUANT_INT8) {
-            /* the quantized heads are whole vectors, consecutive in src;
-             * their codes go straight to the cache, streamed */
-            (void) kvm_q8_encode_heads(src + (size_t) ((i * ih.len + h.lo - ih.lo) *
-                                                       id.len) * ses,
-                                       sdt, h.len, d.len, (int8_t *) dst,
-                                       v->scale[t] + (first + i * h.len), c->qtmp, 1);
-            dst += h.len * c->hbytes[t];
-            continue;
-        }
-        for (j = 0; j < h.len; j++) {
-            const char *s = src + (size_t) (((i * ih.len + h.lo - ih.lo + j) *
-                                             id.len) + d.lo - id.lo) * ses;
+        for (j = 0; j < p->H; j++) {
+            const char *s = src + (size_t) (i * p->in_tok + p->skip + j * p->in_vec) * p->ses;
             if (c->quant)
-                quantize(c, t, s, sdt, out + j * c->hbytes[t], v->scale[t] +
-                         (first + i * h.len + j) * c->nscale[t]);
+                quantize(c, p->t, s, p->sdt, out + j * hbytes,
+                         p->scale + (first + j) * c->nscale[p->t]);
             else
-                kvm_convert(out + j * c->hbytes[t], c->dtype, s, sdt, (size_t) d.len);
+                kvm_convert(out + j * hbytes, c->dtype, s, p->sdt, (size_t) p->D);
         }
         if (c->quant)
-            kvm_stream_copy(dst, c->qcodes, (size_t) (h.len * c->hbytes[t]));
-        dst += h.len * c->hbytes[t];
+            kvm_stream_copy(dst, c->qcodes, (size_t) (p->H * hbytes));
+        dst += p->H * hbytes;
     }
+}
+
+/* Writes ntok tokens of local row \p row into local slots from \p slot on.
+ * src is laid out [ntok][in_head][in_dim] in type p->sdt. */
+static inline void
+place(const kvm_put_t *p, int64_t row, int64_t slot, const char *src, int64_t ntok)
+{
+    int64_t first = (row * p->slots + slot) * p->H, i;  /* head vector */
+
+    if (p->c->quant != KVMESH_QUANT_INT8) {
+        place_other(p, first, src, ntok);
+        return;
+    }
+    /* whole head vectors, consecutive in src: their codes go straight to
+     * the cache, streamed */
+    for (i = 0; i < ntok; i++, first += p->H)
+        (void) kvm_q8_encode_heads(src + (size_t) (i * p->in_tok + p->skip) * p->ses,
+                                   p->sdt, p->H, p->D, (int8_t *) p->data + first * p->D,
+                                   p->scale + first, p->c->qtmp, 1);
+}
+
+/* A quantized cache's scales take plain stores, most into lines not
+ * touched since init: an append starts fetching the lines of the local
+ * slots it will write before it quantizes anything. */
+static inline void
+prefetch_scales(const kvmesh_view_t *v, int64_t row, int64_t slot)
+{
+    const kvmesh_cache_t *c = v->cache;
+    int t;
+
+    for (t = 0; t < 2; t++)
+        __builtin_prefetch(v->scale[t] + (row * v->kv.len + slot) * c->head[t].len *
+                                         c->nscale[t], 1);
+}
+
+/* The local slot where row gb's next token goes, or -1 if another rank
+ * stores it */
+static inline int64_t
+next_slot(const kvmesh_view_t *v, int64_t gb)
+{
+    int64_t s = v->ring ? v->indexs[gb] % v->len : v->indexs[gb];
+    return s >= v->kv.lo && s < v->kv.lo + v->kv.len ? s - v->kv.lo : -1;
+}
+
+/* The decode step with the input on every rank that stores it (n = 1,
+ * query length replicated): one slot per row, no message, and for FULL
+ * layers no division.  tok: input bytes of one row's token. */
+static void
+append_one(const kvmesh_view_t *v, const kvmesh_plan_t *pl, const kvm_put_t put[2],
+           const void *const in[2], const size_t tok[2])
+{
+    const kvmesh_cache_t *c = v->cache;
+    int64_t gb, s;
+    int t;
+
+    for (gb = c->rows.lo; c->quant && gb < c->rows.lo + c->rows.len; gb++)
+        if ((s = next_slot(v, gb)) >= 0)
+            prefetch_scales(v, gb - c->rows.lo, s);
+    for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++)
+        if ((s = next_slot(v, gb)) >= 0)
+            for (t = 0; t < 2; t++)
+                place(&put[t], gb - c->rows.lo, s, (const char *) in[t] +
+                      (size_t) (gb - pl->in_rows.lo) * tok[t], 1);
 }
 
 /* Moves the new tokens to their owners and stores them. */
@@ -121,23 +196,32 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
 {
     kvmesh_cache_t *c = v->cache;
     const size_t ses = dt == KVMESH_F32 ? 4 : 2;    /* dt checked by caller */
-    const int64_t nq = n / pl->qprod, qlo = pl->qblock * nq;
+    /* the decode step divides nothing: a 64-bit division takes as long as
+     * quantizing a head vector */
+    const int64_t nq = pl->qprod == 1 ? n : n / pl->qprod, qlo = pl->qblock * nq;
     kvm_run_t run[2];
+    kvm_put_t put[2];
     size_t tok[2];
     int64_t k, gb, nreq = 0;
     int t, r, nrun, rc = MPI_SUCCESS;
     bool direct = dt == c->dtype && !c->quant;
 
     for (t = 0; t < 2; t++) {
-        tok[t] = (size_t) (pl->in_head[t].len * pl->in_dim[t].len) * ses;
-        direct = direct && pl->in_head[t].len == c->head[t].len &&
-                 pl->in_dim[t].len == c->dim[t].len;
+        put[t] = put_of(v, pl, t, dt);
+        tok[t] = (size_t) put[t].in_tok * ses;
+        direct = direct && put[t].whole;
+    }
+    if (pl->qprod == 1 && n == 1) {
+        append_one(v, pl, put, in, tok);
+        kvm_stream_fence();
+        return KVMESH_SUCCESS;
     }
     /* sends: my query block's tokens that other members of my group store */
     for (k = 0; k < pl->qprod && rc == MPI_SUCCESS; k++) {
-        kvmesh_span_t kv = kvm_kv_span(c, v->len, pl->peer_kblock[k]);
+        kvmesh_span_t kv;
         if (k == pl->qblock)
             continue;
+        kv = kvm_kv_span(c, v->len, pl->peer_kblock[k]);
         for (gb = pl->peer_rows[k].lo;
              gb < pl->peer_rows[k].lo + pl->peer_rows[k].len; gb++) {
             nrun = runs_into(v, v->indexs[gb], n, qlo, nq, kv, run);
@@ -150,25 +234,20 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
                 }
         }
     }
-    /* a quantized cache's scales take plain stores, most into lines not
-     * touched since init: start fetching them all before quantizing */
     for (gb = c->rows.lo; c->quant && gb < c->rows.lo + c->rows.len; gb++) {
         nrun = runs_into(v, v->indexs[gb], n, qlo, nq, v->kv, run);
         for (r = 0; r < nrun; r++)
-            for (t = 0; t < 2; t++)
-                __builtin_prefetch(v->scale[t] + (((gb - c->rows.lo) * v->kv.len +
-                                                   run[r].slot - v->kv.lo) *
-                                                  c->head[t].len * c->nscale[t]), 1);
+            prefetch_scales(v, gb - c->rows.lo, run[r].slot - v->kv.lo);
     }
     /* my own tokens that I store */
     for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++) {
         nrun = runs_into(v, v->indexs[gb], n, qlo, nq, v->kv, run);
         for (r = 0; r < nrun; r++)
             for (t = 0; t < 2; t++)
-                place(v, pl, t, gb - c->rows.lo, run[r].slot - v->kv.lo,
+                place(&put[t], gb - c->rows.lo, run[r].slot - v->kv.lo,
                       (const char *) in[t] + (size_t) ((gb - pl->in_rows.lo) * nq +
                                                        run[r].j0 - qlo) * tok[t],
-                      dt, run[r].j1 - run[r].j0);
+                      run[r].j1 - run[r].j0);
     }
     /* receives, in the order each peer sent them */
     for (k = 0; k < pl->qprod && rc == MPI_SUCCESS; k++) {
@@ -190,7 +269,7 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
                         rc = MPI_Recv(c->scratch, bytes, MPI_BYTE, pl->peer[k], t,
                                       c->comm, MPI_STATUS_IGNORE);
                         if (rc == MPI_SUCCESS)
-                            place(v, pl, t, row, slot, c->scratch, dt, ntok);
+                            place(&put[t], row, slot, c->scratch, ntok);
                     }
                 }
         }
@@ -233,7 +312,7 @@ kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
         if (n > c->S - v->indexs[b])
             return KVMESH_ERR_CAPACITY;
     qprod = c->plan[mode][1].qprod;
-    pl = &c->plan[mode][qprod > 1 && n % qprod == 0];
+    pl = &c->plan[mode][qprod > 1 && n >= qprod && n % qprod == 0];
     KVMESH_TRY(pl->verdict);
     KVMESH_TRY(route(v, pl, n, dtype, in));
     for (b = 0; b < c->B; b++)
