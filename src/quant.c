@@ -384,23 +384,24 @@ load16(const void *x, kvmesh_dtype_t st, int64_t i)
  * order of the patterns is their order, and any pattern at or above
  * +inf's is inf or NaN.  bf16 is compared as 16-bit patterns, f32 as
  * 32-bit ones: one AND and one MAX per 32 or 16 elements. */
-KVM_AVX512 static uint32_t
+KVM_AVX512 static inline uint32_t
 amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
 {
     int64_t i;
 
     if (st == KVMESH_BF16) {
+        const uint16_t *b = x;
         const __m512i absmask = _mm512_set1_epi16(0x7fff);
         __m512i m0 = _mm512_setzero_si512(), m1 = m0;
         __m256i m;
         __m128i h;
-        for (i = 0; i < D; i += 64) {
-            m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(
-                (const uint16_t *) x + i), absmask));
-            if (i + 32 < D)
-                m1 = _mm512_max_epu16(m1, _mm512_and_si512(_mm512_loadu_si512(
-                    (const uint16_t *) x + i + 32), absmask));
+        for (i = 0; i + 64 <= D; i += 64) {
+            m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(b + i), absmask));
+            m1 = _mm512_max_epu16(m1, _mm512_and_si512(_mm512_loadu_si512(b + i + 32),
+                                                       absmask));
         }
+        if (i < D)
+            m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(b + i), absmask));
         m0 = _mm512_max_epu16(m0, m1);
         m = _mm256_max_epu16(_mm512_castsi512_si256(m0), _mm512_extracti64x4_epi64(m0, 1));
         h = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
@@ -429,7 +430,7 @@ amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
  * unless x * (1 / s) is within 6.2e-5 of a half-integer, and then y's low
  * 13 bits are all zero; such 32 take the exact quotient x / s instead.
  * (x * (1 / s) is within 7.6e-6 of x / s for |x / s| <= 127.01.) */
-KVM_AVX512 static void
+KVM_AVX512 static inline void
 q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q, int nt)
 {
     /* where code j's byte is in (a, b) after the shift: bf16 is widened
@@ -480,10 +481,10 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q,
     }
 }
 
-/* q8_heads_avx2() with AVX-512 */
-KVM_AVX512 static int
-q8_heads_avx512(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
-                float *scale, int nt)
+/* q8_heads_avx2() with AVX-512, for one input type and store kind */
+KVM_AVX512 static inline int
+q8_heads_avx512_of(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
+                   float *scale, int nt)
 {
     const size_t es = kvm_dtype_size(st);
     uint32_t bits, worst = 0;
@@ -502,6 +503,18 @@ q8_heads_avx512(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *
         q8_codes_avx512((const char *) x + (size_t) (h * D) * es, st, D, scale[h], q + h * D,
                         nt);
     return 1;
+}
+
+/* one copy of the loops per input type and store kind, so they test neither */
+KVM_AVX512 static int
+q8_heads_avx512(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
+                float *scale, int nt)
+{
+    if (st == KVMESH_BF16)
+        return nt ? q8_heads_avx512_of(x, KVMESH_BF16, H, D, q, scale, 1)
+                  : q8_heads_avx512_of(x, KVMESH_BF16, H, D, q, scale, 0);
+    return nt ? q8_heads_avx512_of(x, KVMESH_F32, H, D, q, scale, 1)
+              : q8_heads_avx512_of(x, KVMESH_F32, H, D, q, scale, 0);
 }
 #endif
 
