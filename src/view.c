@@ -92,10 +92,17 @@ put_of(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, kvmesh_dtype_t sd
                          ih.len == h.len && id.len == d.len };
 }
 
+static void
+copy_plain(void *dst, const void *src, size_t bytes)
+{
+    memcpy(dst, src, bytes);
+}
+
 /* place() for unquantized and nf4 caches */
 static void
-place_other(const kvm_put_t *p, int64_t first, const char *src, int64_t ntok)
+place_other(const kvm_put_t *p, int64_t first, const char *src, int64_t ntok, int stream)
 {
+    void (*out_copy)(void *, const void *, size_t) = stream ? kvm_stream_copy : copy_plain;
     const kvmesh_cache_t *c = p->c;
     const int64_t hbytes = c->hbytes[p->t];
     char *dst = p->data + first * hbytes;
@@ -103,7 +110,7 @@ place_other(const kvm_put_t *p, int64_t first, const char *src, int64_t ntok)
 
     if (!c->quant && p->whole) {                        /* one run */
         if (p->sdt == c->dtype)
-            kvm_stream_copy(dst, src, (size_t) (ntok * p->in_tok) * c->esize);
+            out_copy(dst, src, (size_t) (ntok * p->in_tok) * c->esize);
         else
             kvm_convert(dst, c->dtype, src, p->sdt, (size_t) (ntok * p->in_tok));
         return;
@@ -121,20 +128,21 @@ place_other(const kvm_put_t *p, int64_t first, const char *src, int64_t ntok)
                 kvm_convert(out + j * hbytes, c->dtype, s, p->sdt, (size_t) p->D);
         }
         if (c->quant)
-            kvm_stream_copy(dst, c->qcodes, (size_t) (p->H * hbytes));
+            out_copy(dst, c->qcodes, (size_t) (p->H * hbytes));
         dst += p->H * hbytes;
     }
 }
 
-/* Writes ntok tokens of local row \p row into local slots from \p slot on.
- * src is laid out [ntok][in_head][in_dim] in type p->sdt. */
+/* Writes ntok tokens of local row \p row into local slots from \p slot on,
+ * streamed or not.  src is laid out [ntok][in_head][in_dim] in type p->sdt. */
 static inline void
-place(const kvm_put_t *p, int64_t row, int64_t slot, const char *src, int64_t ntok)
+place(const kvm_put_t *p, int64_t row, int64_t slot, const char *src, int64_t ntok,
+      int stream)
 {
     int64_t first = (row * p->slots + slot) * p->H, i;  /* head vector */
 
     if (p->c->quant != KVMESH_QUANT_INT8) {
-        place_other(p, first, src, ntok);
+        place_other(p, first, src, ntok, stream);
         return;
     }
     /* whole head vectors, consecutive in src: their codes go straight to
@@ -142,7 +150,7 @@ place(const kvm_put_t *p, int64_t row, int64_t slot, const char *src, int64_t nt
     for (i = 0; i < ntok; i++, first += p->H)
         (void) kvm_q8_encode_heads(src + (size_t) (i * p->in_tok + p->skip) * p->ses,
                                    p->sdt, p->H, p->D, (int8_t *) p->data + first * p->D,
-                                   p->scale + first, p->c->qtmp, 1);
+                                   p->scale + first, p->c->qtmp, stream);
 }
 
 /* A quantized cache's scales take plain stores, most into lines not
@@ -170,23 +178,40 @@ next_slot(const kvmesh_view_t *v, int64_t gb)
 
 /* The decode step with the input on every rank that stores it (n = 1,
  * query length replicated): one slot per row, no message, and for FULL
- * layers no division.  tok: input bytes of one row's token. */
+ * layers no division.  tok: input bytes of one row's token.
+ *
+ * The fence that ends an append waits for the streamed stores still in
+ * flight, which takes as long as a row's worth of work.  So the last row
+ * takes plain stores, into lines fetched at the start with the scales':
+ * by the time it is stored, the rows streamed before it have drained. */
 static void
 append_one(const kvmesh_view_t *v, const kvmesh_plan_t *pl, const kvm_put_t put[2],
            const void *const in[2], const size_t tok[2])
 {
     const kvmesh_cache_t *c = v->cache;
-    int64_t gb, s;
+    int64_t gb, s, last = -1, o;
     int t;
 
-    for (gb = c->rows.lo; c->quant && gb < c->rows.lo + c->rows.len; gb++)
-        if ((s = next_slot(v, gb)) >= 0)
-            prefetch_scales(v, gb - c->rows.lo, s);
     for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++)
+        if ((s = next_slot(v, gb)) >= 0) {
+            if (c->quant)
+                prefetch_scales(v, gb - c->rows.lo, s);
+            last = gb;
+        }
+    if (last < 0)
+        return;
+    s = next_slot(v, last);
+    for (t = 0; t < 2; t++) {
+        const int64_t bytes = put[t].H * c->hbytes[t];
+        const char *line = put[t].data + ((last - c->rows.lo) * put[t].slots + s) * bytes;
+        for (o = 0; o < bytes; o += 64)
+            __builtin_prefetch(line + o, 1);
+    }
+    for (gb = c->rows.lo; gb <= last; gb++)
         if ((s = next_slot(v, gb)) >= 0)
             for (t = 0; t < 2; t++)
                 place(&put[t], gb - c->rows.lo, s, (const char *) in[t] +
-                      (size_t) (gb - pl->in_rows.lo) * tok[t], 1);
+                      (size_t) (gb - pl->in_rows.lo) * tok[t], 1, gb != last);
 }
 
 /* Moves the new tokens to their owners and stores them. */
@@ -247,7 +272,7 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
                 place(&put[t], gb - c->rows.lo, run[r].slot - v->kv.lo,
                       (const char *) in[t] + (size_t) ((gb - pl->in_rows.lo) * nq +
                                                        run[r].j0 - qlo) * tok[t],
-                      run[r].j1 - run[r].j0);
+                      run[r].j1 - run[r].j0, 1);
     }
     /* receives, in the order each peer sent them */
     for (k = 0; k < pl->qprod && rc == MPI_SUCCESS; k++) {
@@ -269,7 +294,7 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
                         rc = MPI_Recv(c->scratch, bytes, MPI_BYTE, pl->peer[k], t,
                                       c->comm, MPI_STATUS_IGNORE);
                         if (rc == MPI_SUCCESS)
-                            place(&put[t], row, slot, c->scratch, ntok);
+                            place(&put[t], row, slot, c->scratch, ntok, 1);
                     }
                 }
         }
