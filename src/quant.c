@@ -481,70 +481,84 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q,
     }
 }
 
-/* q8_heads_avx2() with AVX-512, for one input type and store kind */
+/* q8_heads_avx2() with AVX-512 on n runs of heads, for one input type:
+ * every scale of every run first, then the codes */
 KVM_AVX512 static inline int
-q8_heads_avx512_of(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
-                   float *scale, int nt)
+q8_runs_avx512_of(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
 {
     const size_t es = kvm_dtype_size(st);
     uint32_t bits, worst = 0;
     int64_t h;
+    int r;
 
-    for (h = 0; h < H; h++) {
-        float a;
-        bits = amax_bits_avx512((const char *) x + (size_t) (h * D) * es, st, D);
-        worst = worst > bits ? worst : bits;
-        memcpy(&a, &bits, sizeof a);
-        scale[h] = a / 127.0f + FLT_MIN;
-    }
+    for (r = 0; r < n; r++)
+        for (h = 0; h < run[r].H; h++) {
+            float a;
+            bits = amax_bits_avx512((const char *) run[r].x + (size_t) (h * run[r].D) * es,
+                                    st, run[r].D);
+            worst = worst > bits ? worst : bits;
+            memcpy(&a, &bits, sizeof a);
+            run[r].scale[h] = a / 127.0f + FLT_MIN;
+        }
     if (worst >= 0x7f800000u)          /* an inf or a NaN */
         return 0;
-    for (h = 0; h < H; h++)
-        q8_codes_avx512((const char *) x + (size_t) (h * D) * es, st, D, scale[h], q + h * D,
-                        nt);
+    for (r = 0; r < n; r++) {
+        const int64_t D = run[r].D;
+        const char *x = run[r].x;
+        for (h = 0; h < run[r].H; h++) {
+            if (run[r].stream && ((uintptr_t) run[r].q & 31) == 0)
+                q8_codes_avx512(x + (size_t) (h * D) * es, st, D, run[r].scale[h],
+                                run[r].q + h * D, 1);
+            else
+                q8_codes_avx512(x + (size_t) (h * D) * es, st, D, run[r].scale[h],
+                                run[r].q + h * D, 0);
+        }
+    }
     return 1;
 }
 
-/* one copy of the loops per input type and store kind, so they test neither */
+/* one copy of the loops per input type, so they do not test it */
 KVM_AVX512 static int
-q8_heads_avx512(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
-                float *scale, int nt)
+q8_runs_avx512(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
 {
-    if (st == KVMESH_BF16)
-        return nt ? q8_heads_avx512_of(x, KVMESH_BF16, H, D, q, scale, 1)
-                  : q8_heads_avx512_of(x, KVMESH_BF16, H, D, q, scale, 0);
-    return nt ? q8_heads_avx512_of(x, KVMESH_F32, H, D, q, scale, 1)
-              : q8_heads_avx512_of(x, KVMESH_F32, H, D, q, scale, 0);
+    return st == KVMESH_BF16 ? q8_runs_avx512_of(run, n, KVMESH_BF16)
+                             : q8_runs_avx512_of(run, n, KVMESH_F32);
 }
 #endif
 
-int
-kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
-                    int8_t *q, float *scale, float *tmp, int stream)
+void
+kvm_q8_encode_runs(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st, float *tmp)
 {
     const size_t es = kvm_dtype_size(st);
     int64_t h;
+    int r, vec = 1;
 
 #if defined(KVM_X86)
     const int level = simd_level();
-    const int nt = stream && ((uintptr_t) q & 31) == 0;
 
-    if (level >= 2 && D % 32 == 0 && (st == KVMESH_BF16 || st == KVMESH_F32) &&
-        (level == 3 ? q8_heads_avx512(x, st, H, D, q, scale, nt)
-                    : q8_heads_avx2(x, st, H, D, q, scale, nt)))
-        return nt;
+    for (r = 0; r < n; r++)
+        vec = vec && run[r].D % 32 == 0;
+    vec = vec && level >= 2 && (st == KVMESH_BF16 || st == KVMESH_F32);
+    if (vec && level == 3 && q8_runs_avx512(run, n, st))
+        return;
+    for (r = 0; vec && level == 2 && r < n; r++)
+        if (!q8_heads_avx2(run[r].x, st, run[r].H, run[r].D, run[r].q, run[r].scale,
+                           run[r].stream && ((uintptr_t) run[r].q & 31) == 0))
+            break;
+    if (vec && level == 2 && r == n)
+        return;
 #endif
-    (void) stream;
-    for (h = 0; h < H; h++) {
-        const char *xh = (const char *) x + (size_t) (h * D) * es;
-        if (st == KVMESH_F32) {
-            kvm_q8_encode((const float *) xh, D, q + h * D, scale + h);
-        } else {
-            kvm_convert(tmp, KVMESH_F32, xh, st, (size_t) D);
-            kvm_q8_encode(tmp, D, q + h * D, scale + h);
+    for (r = 0; r < n; r++)
+        for (h = 0; h < run[r].H; h++) {
+            const char *xh = (const char *) run[r].x + (size_t) (h * run[r].D) * es;
+            int8_t *q = run[r].q + h * run[r].D;
+            if (st == KVMESH_F32) {
+                kvm_q8_encode((const float *) xh, run[r].D, q, run[r].scale + h);
+            } else {
+                kvm_convert(tmp, KVMESH_F32, xh, st, (size_t) run[r].D);
+                kvm_q8_encode(tmp, run[r].D, q, run[r].scale + h);
+            }
         }
-    }
-    return 0;
 }
 
 void

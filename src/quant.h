@@ -25,15 +25,24 @@ extern int kvm_q8_path;
 void kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale);
 void kvm_q8_decode(const int8_t *q, float scale, int64_t D, float *out);
 
-/** kvm_q8_encode() on H consecutive head vectors of D elements of type
- *  \p st (bf16 and f32 are read directly), codes [H][D], scales [H];
- *  \p tmp holds D floats.  Bit-identical to H calls of kvm_q8_encode().
- *  With \p stream the codes may bypass the caches (non-temporal stores,
- *  when the vector path runs and q is 32-byte aligned); returns 1 when
- *  they did, and then the caller calls kvm_stream_fence() before the codes
- *  are read by another thread or rank. */
-int kvm_q8_encode_heads(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D,
-                        int8_t *q, float *scale, float *tmp, int stream);
+/** H consecutive head vectors of D elements of one type, for
+ *  kvm_q8_encode_runs(): codes [H][D], scales [H] */
+typedef struct {
+    const void *x;
+    int8_t *q;
+    float *scale;
+    int64_t H, D;
+    int stream;        /* the codes may bypass the caches (non-temporal) */
+} kvm_q8_run_t;
+
+/** kvm_q8_encode() on every head vector of n runs of type \p st (bf16 and
+ *  f32 are read directly); \p tmp holds D floats of the longest run.
+ *  Bit-identical to one call of kvm_q8_encode() per vector.  The vector
+ *  paths find every scale before any code, so the runs' latencies overlap.
+ *  Codes of a run with stream set may take non-temporal stores (when the
+ *  vector path runs and q is 32-byte aligned): the caller calls
+ *  kvm_stream_fence() before they are read by another thread or rank. */
+void kvm_q8_encode_runs(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st, float *tmp);
 
 /** NF4: blocks of 64 (a shorter vector is one block), absmax per block of
  *  its finite elements, code = nearest of the 16 NF4 levels to x / absmax

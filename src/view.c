@@ -133,24 +133,35 @@ place_other(const kvm_put_t *p, int64_t first, const char *src, int64_t ntok, in
     }
 }
 
+/* int8: a token at src, whose heads are whole vectors consecutive in the
+ * input, coded into local row \p row, slot \p slot */
+static inline kvm_q8_run_t
+q8_run(const kvm_put_t *p, int64_t row, int64_t slot, const char *src, int stream)
+{
+    const int64_t first = (row * p->slots + slot) * p->H;      /* head vector */
+
+    return (kvm_q8_run_t) { src + (size_t) p->skip * p->ses,
+                            (int8_t *) p->data + first * p->D, p->scale + first,
+                            p->H, p->D, stream };
+}
+
 /* Writes ntok tokens of local row \p row into local slots from \p slot on,
  * streamed or not.  src is laid out [ntok][in_head][in_dim] in type p->sdt. */
 static inline void
 place(const kvm_put_t *p, int64_t row, int64_t slot, const char *src, int64_t ntok,
       int stream)
 {
-    int64_t first = (row * p->slots + slot) * p->H, i;  /* head vector */
+    int64_t i;
 
     if (p->c->quant != KVMESH_QUANT_INT8) {
-        place_other(p, first, src, ntok, stream);
+        place_other(p, (row * p->slots + slot) * p->H, src, ntok, stream);
         return;
     }
-    /* whole head vectors, consecutive in src: their codes go straight to
-     * the cache, streamed */
-    for (i = 0; i < ntok; i++, first += p->H)
-        (void) kvm_q8_encode_heads(src + (size_t) (i * p->in_tok + p->skip) * p->ses,
-                                   p->sdt, p->H, p->D, (int8_t *) p->data + first * p->D,
-                                   p->scale + first, p->c->qtmp, stream);
+    for (i = 0; i < ntok; i++) {
+        const kvm_q8_run_t run = q8_run(p, row, slot + i, src + (size_t) (i * p->in_tok) *
+                                                                p->ses, stream);
+        kvm_q8_encode_runs(&run, 1, p->sdt, p->c->qtmp);
+    }
 }
 
 /* A quantized cache's scales take plain stores, most into lines not
@@ -178,19 +189,24 @@ next_slot(const kvmesh_view_t *v, int64_t gb)
 
 /* The decode step with the input on every rank that stores it (n = 1,
  * query length replicated): one slot per row, no message, and for FULL
- * layers no division.  tok: input bytes of one row's token.
+ * layers no division.  tok: input bytes of one row's token.  int8 codes
+ * K and V of up to KVM_BATCH / 2 rows in one call, so that their scales'
+ * latencies overlap.
  *
  * The fence that ends an append waits for the streamed stores still in
  * flight, which takes as long as a row's worth of work.  So the last row
  * takes plain stores, into lines fetched at the start with the scales':
  * by the time it is stored, the rows streamed before it have drained. */
+#define KVM_BATCH 16
+
 static void
 append_one(const kvmesh_view_t *v, const kvmesh_plan_t *pl, const kvm_put_t put[2],
            const void *const in[2], const size_t tok[2])
 {
     const kvmesh_cache_t *c = v->cache;
+    kvm_q8_run_t batch[KVM_BATCH];
     int64_t gb, s, last = -1, o;
-    int t;
+    int t, nb = 0;
 
     for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++)
         if ((s = next_slot(v, gb)) >= 0) {
@@ -207,11 +223,21 @@ append_one(const kvmesh_view_t *v, const kvmesh_plan_t *pl, const kvm_put_t put[
         for (o = 0; o < bytes; o += 64)
             __builtin_prefetch(line + o, 1);
     }
-    for (gb = c->rows.lo; gb <= last; gb++)
-        if ((s = next_slot(v, gb)) >= 0)
-            for (t = 0; t < 2; t++)
-                place(&put[t], gb - c->rows.lo, s, (const char *) in[t] +
-                      (size_t) (gb - pl->in_rows.lo) * tok[t], 1, gb != last);
+    for (gb = c->rows.lo; gb <= last; gb++) {
+        if ((s = next_slot(v, gb)) < 0)
+            continue;
+        for (t = 0; t < 2; t++) {
+            const char *src = (const char *) in[t] + (size_t) (gb - pl->in_rows.lo) * tok[t];
+            if (c->quant == KVMESH_QUANT_INT8)
+                batch[nb++] = q8_run(&put[t], gb - c->rows.lo, s, src, gb != last);
+            else
+                place(&put[t], gb - c->rows.lo, s, src, 1, gb != last);
+        }
+        if (nb == KVM_BATCH || (nb > 0 && gb == last)) {
+            kvm_q8_encode_runs(batch, nb, put[0].sdt, c->qtmp);
+            nb = 0;
+        }
+    }
 }
 
 /* Moves the new tokens to their owners and stores them. */

@@ -115,7 +115,8 @@ test_int8(void)
 }
 
 /* Encodes H heads of D elements (D <= 130, H * D <= 24 * 130) of type st
- * through kvm_q8_encode_heads, streamed or not, and counts the scales and
+ * through kvm_q8_encode_runs, as one run or split in three (the middle one
+ * streamed or not, the others the opposite), and counts the scales and
  * codes that differ from the reference's for x, the inputs' exact values. */
 static int
 heads_mismatches(const void *in, kvmesh_dtype_t st, const float *x, int64_t H,
@@ -123,17 +124,30 @@ heads_mismatches(const void *in, kvmesh_dtype_t st, const float *x, int64_t H,
 {
     static _Alignas(32) int8_t q[24 * 130];
     static float s[24];
+    const size_t es = kvmesh_dtype_size(st);
+    const int64_t cut[4] = { 0, H / 3, 2 * H / 3, H };
+    kvm_q8_run_t run[3];
     float tmp[130], rsc;
-    int code[130], bad = 0;
+    int code[130], bad = 0, nrun = 0, r, split;
     int64_t h, i;
 
-    (void) kvm_q8_encode_heads(in, st, H, D, q, s, tmp, stream);
-    kvm_stream_fence();
-    for (h = 0; h < H; h++) {
-        ref_q8(x + h * D, D, code, &rsc);
-        bad += memcmp(&s[h], &rsc, sizeof rsc) != 0;
-        for (i = 0; i < D; i++)
-            bad += q[h * D + i] != code[i];
+    for (split = 0; split < 2; split++) {
+        memset(q, 0x55, sizeof q);
+        nrun = 0;
+        for (r = 0; r < 3; r++)
+            if (!split || cut[r + 1] > cut[r])
+                run[nrun++] = (kvm_q8_run_t) {
+                    (const char *) in + (size_t) (split ? cut[r] * D : 0) * es,
+                    q + (split ? cut[r] * D : 0), s + (split ? cut[r] : 0),
+                    split ? cut[r + 1] - cut[r] : H, D, stream ^ (r != 1) };
+        kvm_q8_encode_runs(run, split ? nrun : 1, st, tmp);
+        kvm_stream_fence();
+        for (h = 0; h < H; h++) {
+            ref_q8(x + h * D, D, code, &rsc);
+            bad += memcmp(&s[h], &rsc, sizeof rsc) != 0;
+            for (i = 0; i < D; i++)
+                bad += q[h * D + i] != code[i];
+        }
     }
     return bad;
 }
@@ -176,6 +190,55 @@ test_int8_heads(void)
                         bad += heads_mismatches(in, (kvmesh_dtype_t) st, x, H, D,
                                                 rep & 1);
                     }
+    kvm_q8_path = 0;
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* runs of different lengths in one call (K and V heads of several rows):
+ * 2 heads of 128, 3 of 64, and in some calls 1 of 96 or 130 (which no
+ * vector path takes, so the whole call falls back), a NaN in some */
+static void
+test_int8_runs(void)
+{
+    static const int64_t H[3] = { 2, 3, 1 }, D[3] = { 128, 64, 96 };
+    static _Alignas(32) int8_t q[3][256];
+    float x[3][256], s[3][3], tmp[130], rsc;
+    uint16_t xh[3][256];
+    int code[130], bad = 0, path, k, rep, r, n;
+    int64_t h, i;
+
+    for (path = 0; path <= 3; path++)
+        for (k = 0; k < 2; k++)
+            for (rep = 0; rep < 8; rep++) {
+                const kvmesh_dtype_t st = k ? KVMESH_BF16 : KVMESH_F32;
+                kvm_q8_run_t run[3];
+                const int64_t d2 = rep & 2 ? 130 : D[2];
+                n = rep & 4 ? 3 : 2;
+                kvm_q8_path = path;
+                for (r = 0; r < n; r++) {
+                    const int64_t d = r == 2 ? d2 : D[r];
+                    fill(x[r], H[r] * d, (rep + r) % 5);
+                    if (rep == 3 && r == 1)
+                        x[r][70] = NAN;
+                    for (i = 0; st == KVMESH_BF16 && i < H[r] * d; i++) {
+                        xh[r][i] = kvmesh_f32_to_bf16(x[r][i]);
+                        x[r][i] = kvmesh_bf16_to_f32(xh[r][i]);
+                    }
+                    run[r] = (kvm_q8_run_t) { st == KVMESH_BF16 ? (const void *) xh[r]
+                                                                : (const void *) x[r],
+                                              q[r], s[r], H[r], d, r != 1 };
+                }
+                kvm_q8_encode_runs(run, n, st, tmp);
+                kvm_stream_fence();
+                for (r = 0; r < n; r++)
+                    for (h = 0; h < H[r]; h++) {
+                        const int64_t d = run[r].D;
+                        ref_q8(x[r] + h * d, d, code, &rsc);
+                        bad += memcmp(&s[r][h], &rsc, sizeof rsc) != 0;
+                        for (i = 0; i < d; i++)
+                            bad += q[r][h * d + i] != code[i];
+                    }
+            }
     kvm_q8_path = 0;
     CU_ASSERT_EQUAL(bad, 0);
 }
@@ -253,12 +316,14 @@ test_int8_near_ties(void)
         ref_q8(x, 128, code, &rsc);
         for (path = 0; path <= 3; path++) {
             float tmp[128];
+            kvm_q8_run_t run;
             kvm_q8_path = path;
             kvm_q8_encode(x, n, q, &s);
             for (k = 0; k < n; k++)
                 bad += q[k] != code[k];
-            /* the all-heads path, one 128-element head */
-            (void) kvm_q8_encode_heads(x, KVMESH_F32, 1, 128, q, &s, tmp, 0);
+            /* the runs path, one 128-element head */
+            run = (kvm_q8_run_t) { x, q, &s, 1, 128, 0 };
+            kvm_q8_encode_runs(&run, 1, KVMESH_F32, tmp);
             for (k = 0; k < 128; k++)
                 bad += q[k] != code[k];
         }
@@ -535,6 +600,7 @@ add_quant_suite(void)
            !CU_add_test(s, "int8 quotients near a tie", test_int8_near_ties) ||
            !CU_add_test(s, "int8 bf16 heads, every value near amax", test_int8_bf16_sweep) ||
            !CU_add_test(s, "int8 of a token's heads at once", test_int8_heads) ||
+           !CU_add_test(s, "int8 runs of different lengths in one call", test_int8_runs) ||
            !CU_add_test(s, "nf4 against the reference, nearest level", test_nf4) ||
            !CU_add_test(s, "nf4 ties go to the first level", test_nf4_ties) ||
            !CU_add_test(s, "nf4 on the midpoints between levels", test_nf4_midpoints) ||
