@@ -383,7 +383,8 @@ load16(const void *x, kvmesh_dtype_t st, int64_t i)
 /* The largest |x| as a bit pattern: for floats of one sign the integer
  * order of the patterns is their order, and any pattern at or above
  * +inf's is inf or NaN.  bf16 is compared as 16-bit patterns, f32 as
- * 32-bit ones: one AND and one MAX per 32 or 16 elements. */
+ * 32-bit ones: one AND and one MAX per 32 or 16 elements.  D is a
+ * positive multiple of 32; the first elements start the maxima. */
 KVM_AVX512 static inline uint32_t
 amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
 {
@@ -392,10 +393,12 @@ amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
     if (st == KVMESH_BF16) {
         const uint16_t *b = x;
         const __m512i absmask = _mm512_set1_epi16(0x7fff);
-        __m512i m0 = _mm512_setzero_si512(), m1 = m0;
+        __m512i m0 = _mm512_and_si512(_mm512_loadu_si512(b), absmask), m1 = m0;
         __m256i m;
         __m128i h;
-        for (i = 0; i + 64 <= D; i += 64) {
+        if (D > 32)
+            m1 = _mm512_and_si512(_mm512_loadu_si512(b + 32), absmask);
+        for (i = 64; i + 64 <= D; i += 64) {
             m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(b + i), absmask));
             m1 = _mm512_max_epu16(m1, _mm512_and_si512(_mm512_loadu_si512(b + i + 32),
                                                        absmask));
@@ -409,13 +412,14 @@ amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
         h = _mm_minpos_epu16(_mm_xor_si128(h, _mm_set1_epi32(-1)));
         return (uint32_t) (uint16_t) ~_mm_cvtsi128_si32(h) << 16;
     } else {
+        const float *f = x;
         const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
-        __m512i m0 = _mm512_setzero_si512(), m1 = m0;
-        for (i = 0; i < D; i += 32) {
-            m0 = _mm512_max_epu32(m0, _mm512_and_si512(_mm512_loadu_si512(
-                (const float *) x + i), absmask));
-            m1 = _mm512_max_epu32(m1, _mm512_and_si512(_mm512_loadu_si512(
-                (const float *) x + i + 16), absmask));
+        __m512i m0 = _mm512_and_si512(_mm512_loadu_si512(f), absmask);
+        __m512i m1 = _mm512_and_si512(_mm512_loadu_si512(f + 16), absmask);
+        for (i = 32; i < D; i += 32) {
+            m0 = _mm512_max_epu32(m0, _mm512_and_si512(_mm512_loadu_si512(f + i), absmask));
+            m1 = _mm512_max_epu32(m1, _mm512_and_si512(_mm512_loadu_si512(f + i + 16),
+                                                       absmask));
         }
         return _mm512_reduce_max_epu32(_mm512_max_epu32(m0, m1));
     }
