@@ -485,10 +485,10 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q,
     }
 }
 
-/* q8_heads_avx2() with AVX-512 on n runs of heads, for one input type:
- * every scale of every run first, then the codes */
-KVM_AVX512 static inline int
-q8_runs_avx512_of(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
+/* q8_heads_avx2() with AVX-512 on n runs of heads: every scale of every
+ * run first, then the codes */
+KVM_AVX512 static int
+q8_runs_avx512(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
 {
     const size_t es = kvm_dtype_size(st);
     uint32_t bits, worst = 0;
@@ -509,24 +509,22 @@ q8_runs_avx512_of(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
     for (r = 0; r < n; r++) {
         const int64_t D = run[r].D;
         const char *x = run[r].x;
+        const int nt = run[r].stream && ((uintptr_t) run[r].q & 31) == 0;
         for (h = 0; h < run[r].H; h++) {
-            if (run[r].stream && ((uintptr_t) run[r].q & 31) == 0)
-                q8_codes_avx512(x + (size_t) (h * D) * es, st, D, run[r].scale[h],
-                                run[r].q + h * D, 1);
+            const void *xh = x + (size_t) (h * D) * es;
+            int8_t *qh = run[r].q + h * D;
+            const float sh = run[r].scale[h];
+            /* a constant type and store kind in each call: four inlined
+             * loops that test neither */
+            if (st == KVMESH_BF16)
+                nt ? q8_codes_avx512(xh, KVMESH_BF16, D, sh, qh, 1)
+                   : q8_codes_avx512(xh, KVMESH_BF16, D, sh, qh, 0);
             else
-                q8_codes_avx512(x + (size_t) (h * D) * es, st, D, run[r].scale[h],
-                                run[r].q + h * D, 0);
+                nt ? q8_codes_avx512(xh, KVMESH_F32, D, sh, qh, 1)
+                   : q8_codes_avx512(xh, KVMESH_F32, D, sh, qh, 0);
         }
     }
     return 1;
-}
-
-/* one copy of the loops per input type, so they do not test it */
-KVM_AVX512 static int
-q8_runs_avx512(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
-{
-    return st == KVMESH_BF16 ? q8_runs_avx512_of(run, n, KVMESH_BF16)
-                             : q8_runs_avx512_of(run, n, KVMESH_F32);
 }
 #endif
 
@@ -545,12 +543,14 @@ kvm_q8_encode_runs(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st, float *tmp
     vec = vec && level >= 2 && (st == KVMESH_BF16 || st == KVMESH_F32);
     if (vec && level == 3 && q8_runs_avx512(run, n, st))
         return;
-    for (r = 0; vec && level == 2 && r < n; r++)
-        if (!q8_heads_avx2(run[r].x, st, run[r].H, run[r].D, run[r].q, run[r].scale,
-                           run[r].stream && ((uintptr_t) run[r].q & 31) == 0))
-            break;
-    if (vec && level == 2 && r == n)
-        return;
+    if (vec && level == 2) {
+        for (r = 0; r < n && q8_heads_avx2(run[r].x, st, run[r].H, run[r].D, run[r].q,
+                                           run[r].scale, run[r].stream &&
+                                           ((uintptr_t) run[r].q & 31) == 0); r++)
+            ;
+        if (r == n)
+            return;
+    }
 #endif
     for (r = 0; r < n; r++)
         for (h = 0; h < run[r].H; h++) {
