@@ -24,6 +24,19 @@ align64(size_t n)
     return (n + 63) / 64 * 64;
 }
 
+/* The offset from \p off on where array \p k of the region starts: at
+ * k * 7 lines past a 4 KiB boundary.  Arrays whose sizes are powers of two
+ * would otherwise all start in the same cache sets, and the lines a decode
+ * step writes in every layer (the same row and slot in each) would evict
+ * one another from the 8-way L1 and L2 before they are used. */
+static size_t
+stagger(size_t off, int64_t k)
+{
+    size_t want = (size_t) (k * 7 % 64) * 64;
+
+    return off + ((want - off % 4096) & 4095);
+}
+
 /* Local checks of init's arguments; the caller agrees on the result. */
 static kvmesh_status_t
 check_args(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p)
@@ -156,7 +169,7 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
         for (t = 0; t < 2; t++) {
             c->local_bytes += (size_t) v->kv.len * (per_slot[t] + scale_slot[t]);
             c->region_bytes += align64((size_t) v->kv.len * per_slot[t]) +
-                               align64((size_t) v->kv.len * scale_slot[t]);
+                               align64((size_t) v->kv.len * scale_slot[t]) + 2 * 4096;
         }
     }
     c->region = kvm_region_alloc(c->region_bytes);
@@ -165,8 +178,10 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
     for (l = 0; l < L; l++) {
         kvmesh_view_t *v = &c->views[l];
         for (t = 0; t < 2; t++) {
+            off = stagger(off, 4 * l + 2 * t);
             v->data[t] = (char *) c->region + off;
             off += align64((size_t) v->kv.len * per_slot[t]);
+            off = stagger(off, 4 * l + 2 * t + 1);
             v->scale[t] = c->quant ? (float *) ((char *) c->region + off) : NULL;
             off += align64((size_t) v->kv.len * scale_slot[t]);
         }

@@ -485,15 +485,22 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q,
     }
 }
 
-/* q8_heads_avx2() with AVX-512 on n runs of heads: every scale of every
- * run first, then the codes */
+/* q8_heads_avx2() with AVX-512 on n runs of heads, at most KVM_Q8_HELD
+ * in all: every scale first, then the codes, then the scales are stored.
+ * A scale's line is often one the cache has not touched for a while, and
+ * a plain store waits in the (in-order) store queue until its line
+ * arrives: stored first, it would hold up every streamed code behind it;
+ * stored last, the line the caller prefetched has had time to come. */
+#define KVM_Q8_HELD 64
+
 KVM_AVX512 static int
-q8_runs_avx512(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
+q8_runs_held(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
 {
     const size_t es = kvm_dtype_size(st);
+    float held[KVM_Q8_HELD];
     uint32_t bits, worst = 0;
     int64_t h;
-    int r;
+    int r, m = 0;
 
     for (r = 0; r < n; r++)
         for (h = 0; h < run[r].H; h++) {
@@ -502,27 +509,62 @@ q8_runs_avx512(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
                                     st, run[r].D);
             worst = worst > bits ? worst : bits;
             memcpy(&a, &bits, sizeof a);
-            run[r].scale[h] = a / 127.0f + FLT_MIN;
+            held[m++] = a / 127.0f + FLT_MIN;
         }
     if (worst >= 0x7f800000u)          /* an inf or a NaN */
         return 0;
-    for (r = 0; r < n; r++) {
+    for (r = 0, m = 0; r < n; r++) {
         const int64_t D = run[r].D;
         const char *x = run[r].x;
         const int nt = run[r].stream && ((uintptr_t) run[r].q & 31) == 0;
-        for (h = 0; h < run[r].H; h++) {
+        for (h = 0; h < run[r].H; h++, m++) {
             const void *xh = x + (size_t) (h * D) * es;
             int8_t *qh = run[r].q + h * D;
-            const float sh = run[r].scale[h];
             /* a constant type and store kind in each call: four inlined
              * loops that test neither */
             if (st == KVMESH_BF16)
-                nt ? q8_codes_avx512(xh, KVMESH_BF16, D, sh, qh, 1)
-                   : q8_codes_avx512(xh, KVMESH_BF16, D, sh, qh, 0);
+                nt ? q8_codes_avx512(xh, KVMESH_BF16, D, held[m], qh, 1)
+                   : q8_codes_avx512(xh, KVMESH_BF16, D, held[m], qh, 0);
             else
-                nt ? q8_codes_avx512(xh, KVMESH_F32, D, sh, qh, 1)
-                   : q8_codes_avx512(xh, KVMESH_F32, D, sh, qh, 0);
+                nt ? q8_codes_avx512(xh, KVMESH_F32, D, held[m], qh, 1)
+                   : q8_codes_avx512(xh, KVMESH_F32, D, held[m], qh, 0);
         }
+    }
+    for (r = 0, m = 0; r < n; r++)
+        for (h = 0; h < run[r].H; h++)
+            run[r].scale[h] = held[m++];
+    return 1;
+}
+
+/* q8_runs_held() on groups of consecutive runs of at most KVM_Q8_HELD
+ * heads, a longer run in pieces.  Returns 0 at an inf or a NaN, and the
+ * caller redoes every run. */
+KVM_AVX512 static int
+q8_runs_avx512(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
+{
+    const size_t es = kvm_dtype_size(st);
+    int64_t heads, h;
+    int r = 0, k;
+
+    while (r < n) {
+        for (k = r, heads = 0; k < n && heads + run[k].H <= KVM_Q8_HELD; k++)
+            heads += run[k].H;
+        if (k > r) {
+            if (!q8_runs_held(run + r, k - r, st))
+                return 0;
+            r = k;
+            continue;
+        }
+        for (h = 0; h < run[r].H; h += KVM_Q8_HELD) {
+            kvm_q8_run_t piece = run[r];
+            piece.x = (const char *) run[r].x + (size_t) (h * run[r].D) * es;
+            piece.q += h * run[r].D;
+            piece.scale += h;
+            piece.H = run[r].H - h < KVM_Q8_HELD ? run[r].H - h : KVM_Q8_HELD;
+            if (!q8_runs_held(&piece, 1, st))
+                return 0;
+        }
+        r++;
     }
     return 1;
 }

@@ -38,7 +38,8 @@ typedef struct {
 /** kvm_q8_encode() on every head vector of n runs of type \p st (bf16 and
  *  f32 are read directly); \p tmp holds D floats of the longest run.
  *  Bit-identical to one call of kvm_q8_encode() per vector.  The vector
- *  paths find every scale before any code, so the runs' latencies overlap.
+ *  paths find the scales of many heads before any code, so the runs'
+ *  latencies overlap; AVX-512 stores the scales after the codes.
  *  Codes of a run with stream set may take non-temporal stores (when the
  *  vector path runs and q is 32-byte aligned): the caller calls
  *  kvm_stream_fence() before they are read by another thread or rank. */

@@ -164,18 +164,23 @@ place(const kvm_put_t *p, int64_t row, int64_t slot, const char *src, int64_t nt
     }
 }
 
-/* A quantized cache's scales take plain stores, most into lines not
- * touched since init: an append starts fetching the lines of the local
- * slots it will write before it quantizes anything. */
+/* A quantized cache's scales take plain stores, into lines a decode step
+ * reaches every few steps (a line holds the scales of 16 / H slots), most
+ * not touched since init: an append starts fetching the line of each slot
+ * it will write, and the row's next line, before it quantizes anything. */
 static inline void
 prefetch_scales(const kvmesh_view_t *v, int64_t row, int64_t slot)
 {
     const kvmesh_cache_t *c = v->cache;
     int t;
 
-    for (t = 0; t < 2; t++)
-        __builtin_prefetch(v->scale[t] + (row * v->kv.len + slot) * c->head[t].len *
-                                         c->nscale[t], 1);
+    for (t = 0; t < 2; t++) {
+        const int64_t per = c->head[t].len * c->nscale[t];     /* floats a slot */
+        const char *p = (const char *) (v->scale[t] + (row * v->kv.len + slot) * per);
+        __builtin_prefetch(p, 1);
+        if (p + 64 < (const char *) (v->scale[t] + (row + 1) * v->kv.len * per))
+            __builtin_prefetch(p + 64, 1);
+    }
 }
 
 /* The local slot where row gb's next token goes, or -1 if another rank

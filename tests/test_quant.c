@@ -243,6 +243,57 @@ test_int8_runs(void)
     CU_ASSERT_EQUAL(bad, 0);
 }
 
+/* more heads in one call than the vector path holds scales for (64): one
+ * run of 70 heads, which goes in pieces, then runs of 40 and 30, which go
+ * in two groups; a NaN in the last run in some calls, found after the
+ * first groups are stored, sends the whole call to the fallback */
+static void
+test_int8_many_heads(void)
+{
+    enum { D = 32, NR = 3 };
+    static const int64_t H[NR] = { 70, 40, 30 };
+    static _Alignas(32) int8_t q[140 * D];
+    static float x[140 * D], s[140];
+    static uint16_t xh[140 * D];
+    float tmp[D], rsc;
+    int code[D], bad = 0, path, k, rep, r;
+    int64_t h, i, first;
+
+    for (path = 0; path <= 3; path++)
+        for (k = 0; k < 2; k++)
+            for (rep = 0; rep < 4; rep++) {
+                const kvmesh_dtype_t st = k ? KVMESH_BF16 : KVMESH_F32;
+                const size_t es = kvmesh_dtype_size(st);
+                kvm_q8_run_t run[NR];
+                kvm_q8_path = path;
+                fill(x, 140 * D, rep + k);
+                if (rep == 2)
+                    x[139 * D + 5] = NAN;
+                for (i = 0; st == KVMESH_BF16 && i < 140 * D; i++) {
+                    xh[i] = kvmesh_f32_to_bf16(x[i]);
+                    x[i] = kvmesh_bf16_to_f32(xh[i]);
+                }
+                memset(q, 0x55, sizeof q);
+                memset(s, 0, sizeof s);
+                for (r = 0, first = 0; r < NR; first += H[r++])
+                    run[r] = (kvm_q8_run_t) {
+                        (const char *) (st == KVMESH_BF16 ? (const void *) xh
+                                                          : (const void *) x) +
+                            (size_t) (first * D) * es,
+                        q + first * D, s + first, H[r], D, (rep & 1) ^ (r == 1) };
+                kvm_q8_encode_runs(run, NR, st, tmp);
+                kvm_stream_fence();
+                for (h = 0; h < 140; h++) {
+                    ref_q8(x + h * D, D, code, &rsc);
+                    bad += memcmp(&s[h], &rsc, sizeof rsc) != 0;
+                    for (i = 0; i < D; i++)
+                        bad += q[h * D + i] != code[i];
+                }
+            }
+    kvm_q8_path = 0;
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 /* bf16 heads, the decode input: for amax with each of the 128 bf16
  * significands at three binades, every bf16 value of either sign from
  * amax / 2^10 up to amax (smaller ones code 0), 127 to a head after amax;
@@ -601,6 +652,7 @@ add_quant_suite(void)
            !CU_add_test(s, "int8 bf16 heads, every value near amax", test_int8_bf16_sweep) ||
            !CU_add_test(s, "int8 of a token's heads at once", test_int8_heads) ||
            !CU_add_test(s, "int8 runs of different lengths in one call", test_int8_runs) ||
+           !CU_add_test(s, "int8 of more heads than one pass holds", test_int8_many_heads) ||
            !CU_add_test(s, "nf4 against the reference, nearest level", test_nf4) ||
            !CU_add_test(s, "nf4 ties go to the first level", test_nf4_ties) ||
            !CU_add_test(s, "nf4 on the midpoints between levels", test_nf4_midpoints) ||
