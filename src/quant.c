@@ -433,9 +433,11 @@ amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
  * byte permute give the codes.  That floor is round-half-even(x / s)
  * unless x * (1 / s) is within 6.2e-5 of a half-integer, and then y's low
  * 13 bits are all zero; such 32 take the exact quotient x / s instead.
- * (x * (1 / s) is within 7.6e-6 of x / s for |x / s| <= 127.01.) */
+ * (x * (1 / s) is within 7.6e-6 of x / s for |x / s| <= 127.01.)  rcp is
+ * 1 / s, as the caller divided it. */
 KVM_AVX512 static inline void
-q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q, int nt)
+q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, float rcp, int8_t *q,
+                int nt)
 {
     /* where code j's byte is in (a, b) after the shift: bf16 is widened
      * by interleaving, 4 elements of each 128-bit lane into a, 4 into b */
@@ -447,7 +449,7 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q,
         0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60,
         64, 68, 72, 76, 80, 84, 88, 92, 96, 100, 104, 108, 112, 116, 120, 124
     };
-    const __m512 inv = _mm512_set1_ps(1.0f / s), magic = _mm512_set1_ps(1536.5f);
+    const __m512 inv = _mm512_set1_ps(rcp), magic = _mm512_set1_ps(1536.5f);
     const __m512i frac = _mm512_set1_epi32(0x1fff), zero = _mm512_setzero_si512();
     const __m512i order = _mm512_loadu_si512(st == KVMESH_BF16 ? bf16_order : f32_order);
     int64_t i;
@@ -486,7 +488,8 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q,
 }
 
 /* q8_heads_avx2() with AVX-512 on n runs of heads, at most KVM_Q8_HELD
- * in all: every scale first, then the codes, then the scales are stored.
+ * in all: every amax first, their scales and reciprocals as vectors, then
+ * the codes, then the scales are stored.
  * A scale's line is often one the cache has not touched for a while, and
  * a plain store waits in the (in-order) store queue until its line
  * arrives: stored first, it would hold up every streamed code behind it;
@@ -497,22 +500,31 @@ KVM_AVX512 static int
 q8_runs_held(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
 {
     const size_t es = kvm_dtype_size(st);
-    float held[KVM_Q8_HELD];
+    uint32_t held[KVM_Q8_HELD];        /* amax bits, then scale bits */
+    float rcp[KVM_Q8_HELD];
     uint32_t bits, worst = 0;
     int64_t h;
-    int r, m = 0;
+    int r, m = 0, k;
 
     for (r = 0; r < n; r++)
         for (h = 0; h < run[r].H; h++) {
-            float a;
             bits = amax_bits_avx512((const char *) run[r].x + (size_t) (h * run[r].D) * es,
                                     st, run[r].D);
             worst = worst > bits ? worst : bits;
-            memcpy(&a, &bits, sizeof a);
-            held[m++] = a / 127.0f + FLT_MIN;
+            held[m++] = bits;
         }
     if (worst >= 0x7f800000u)          /* an inf or a NaN */
         return 0;
+    /* scales and their reciprocals 16 at a time, as the scalar code
+     * divides them one by one (IEEE division rounds alike in both) */
+    for (k = 0; k < m; k += 16) {
+        const __mmask16 in = (__mmask16) (m - k >= 16 ? 0xffff : (1u << (m - k)) - 1);
+        __m512 s = _mm512_add_ps(_mm512_div_ps(_mm512_castsi512_ps(
+                                     _mm512_maskz_loadu_epi32(in, held + k)),
+                                 _mm512_set1_ps(127.0f)), _mm512_set1_ps(FLT_MIN));
+        _mm512_storeu_si512(held + k, _mm512_castps_si512(s));
+        _mm512_storeu_ps(rcp + k, _mm512_div_ps(_mm512_set1_ps(1.0f), s));
+    }
     for (r = 0, m = 0; r < n; r++) {
         const int64_t D = run[r].D;
         const char *x = run[r].x;
@@ -520,19 +532,21 @@ q8_runs_held(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
         for (h = 0; h < run[r].H; h++, m++) {
             const void *xh = x + (size_t) (h * D) * es;
             int8_t *qh = run[r].q + h * D;
+            float sh;
+            memcpy(&sh, held + m, sizeof sh);
             /* a constant type and store kind in each call: four inlined
              * loops that test neither */
             if (st == KVMESH_BF16)
-                nt ? q8_codes_avx512(xh, KVMESH_BF16, D, held[m], qh, 1)
-                   : q8_codes_avx512(xh, KVMESH_BF16, D, held[m], qh, 0);
+                nt ? q8_codes_avx512(xh, KVMESH_BF16, D, sh, rcp[m], qh, 1)
+                   : q8_codes_avx512(xh, KVMESH_BF16, D, sh, rcp[m], qh, 0);
             else
-                nt ? q8_codes_avx512(xh, KVMESH_F32, D, held[m], qh, 1)
-                   : q8_codes_avx512(xh, KVMESH_F32, D, held[m], qh, 0);
+                nt ? q8_codes_avx512(xh, KVMESH_F32, D, sh, rcp[m], qh, 1)
+                   : q8_codes_avx512(xh, KVMESH_F32, D, sh, rcp[m], qh, 0);
         }
     }
     for (r = 0, m = 0; r < n; r++)
-        for (h = 0; h < run[r].H; h++)
-            run[r].scale[h] = held[m++];
+        for (h = 0; h < run[r].H; h++, m++)
+            memcpy(run[r].scale + h, held + m, sizeof(float));
     return 1;
 }
 
