@@ -295,19 +295,20 @@ test_int8_many_heads(void)
 }
 
 /* bf16 heads, the decode input: for amax with each of the 128 bf16
- * significands at three binades, every bf16 value of either sign from
+ * significands at seven binades, every bf16 value of either sign from
  * amax / 2^10 up to amax (smaller ones code 0), 127 to a head after amax;
  * the fast paths' shortcut must agree with the division everywhere */
 static void
 test_int8_bf16_sweep(void)
 {
     enum { D = 128, H = 24 };
-    static const int binade[] = { -30, 0, 20 };
+    /* around 2^-96, below which bf16 heads keep the near-half test */
+    static const int binade[] = { -117, -97, -96, -30, 0, 20, 126 };
     static uint16_t in[H * D];
     static float x[H * D];
     int bad = 0, path, m, b, sign, e, f, k, n, heads;
 
-    for (b = 0; b < 3; b++)
+    for (b = 0; b < (int) (sizeof binade / sizeof *binade); b++)
         for (m = 0; m < 128; m++) {
             const int ea = 127 + binade[b];         /* amax's biased exponent */
             const uint16_t amax = (uint16_t) (ea << 7 | m);
@@ -330,6 +331,42 @@ test_int8_bf16_sweep(void)
             }
             kvm_q8_path = 0;
         }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* every finite bf16 amax > 0 with +-amax / 2 (the one bf16 value whose
+ * 127 x / amax is a half-integer, unless s is a power of two) and its
+ * neighbours in a head of 32, 24 heads a call, the rest random */
+static void
+test_int8_bf16_halves(void)
+{
+    enum { D = 32, H = 24 };
+    static uint16_t in[H * D];
+    static float x[H * D];
+    uint32_t a = 1;
+    int bad = 0, path, h, i;
+
+    while (a < 0x7f80) {
+        for (h = 0; h < H; h++, a = a < 0x7f7f ? a + 1 : 1) {
+            const float amax = kvmesh_bf16_to_f32((uint16_t) a);
+            const uint16_t half = kvmesh_f32_to_bf16(amax * 0.5f);
+            uint16_t *p = in + h * D;
+            p[0] = (uint16_t) a, p[1] = half, p[2] = half | 0x8000u;
+            p[3] = (uint16_t) (half + 1), p[4] = (uint16_t) ((half - 1) | 0x8000u);
+            p[5] = (uint16_t) (a | 0x8000u);
+            for (i = 6; i < D; i++)
+                p[i] = kvmesh_f32_to_bf16(rnd() * amax);
+        }
+        for (i = 0; i < H * D; i++)
+            x[i] = kvmesh_bf16_to_f32(in[i]);
+        for (path = 0; path <= 3; path++) {
+            kvm_q8_path = path;
+            bad += heads_mismatches(in, KVMESH_BF16, x, H, D, a & 1);
+        }
+        kvm_q8_path = 0;
+        if (a < H)
+            break;
+    }
     CU_ASSERT_EQUAL(bad, 0);
 }
 
@@ -650,6 +687,7 @@ add_quant_suite(void)
            !CU_add_test(s, "int8 against the reference, error <= scale/2", test_int8) ||
            !CU_add_test(s, "int8 quotients near a tie", test_int8_near_ties) ||
            !CU_add_test(s, "int8 bf16 heads, every value near amax", test_int8_bf16_sweep) ||
+           !CU_add_test(s, "int8 bf16 heads, every amax and its half", test_int8_bf16_halves) ||
            !CU_add_test(s, "int8 of a token's heads at once", test_int8_heads) ||
            !CU_add_test(s, "int8 runs of different lengths in one call", test_int8_runs) ||
            !CU_add_test(s, "int8 of more heads than one pass holds", test_int8_many_heads) ||
