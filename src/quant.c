@@ -8,7 +8,7 @@
  * the int8 encoder multiplies by the reciprocal of the scale and divides
  * exactly only where the two could round apart (f32 input), or, for bf16
  * input, by a reciprocal moved so that they cannot (q8_codes_bf16_direct,
- * AVX-512).  The path is chosen at run time (simd_level).  NaN and
+ * AVX-512 and AVX2).  The path is chosen at run time (simd_level).  NaN and
  * infinities take a separate pass that runs only when a vector holds one. */
 #include <float.h>
 #include <math.h>
@@ -224,6 +224,26 @@ rne(float r)
     return (r + magic) - magic;
 }
 
+/* The reciprocal that q8_codes_bf16_direct() multiplies bf16 x by, for a
+ * head of largest magnitude amax and scale s: 1 / s, moved 4 units in the
+ * last place toward the side (amax / 2) / s rounds to unless s is a power
+ * of two.  Returns 0 (keep the near-half test) when amax < 2^-96. */
+static inline int
+q8_bf16_rcp(float amax, float s, float *c)
+{
+    uint32_t bits, sb;
+    float r = 1.0f / s;
+
+    if (!(amax >= 0x1p-96f))
+        return 0;
+    memcpy(&bits, &r, sizeof bits);
+    memcpy(&sb, &s, sizeof sb);
+    if (sb & 0x7fffffu)
+        bits = (amax * 0.5f) / s >= 63.5f ? bits + 4 : bits - 4;
+    memcpy(c, &bits, sizeof bits);
+    return 1;
+}
+
 /* x * (1 / s) is within 2.3e-5 of the rounded x / s when |x / s| <= 127.01,
  * so the two round alike unless that lies within 2.3e-5 of a half-integer;
  * a lane whose product is within 1e-4 of one is divided exactly */
@@ -275,6 +295,29 @@ q8_codes_avx2(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q, i
 #undef Q8_FLOOR
 #undef Q8_EXACT
     return n;
+}
+
+/* q8_codes_bf16_direct() with AVX2: x * c rounded by one conversion, c
+ * from q8_bf16_rcp(); bf16 x, D a multiple of 32 */
+__attribute__((target("avx2,fma")))
+static void
+q8_codes_bf16_direct_avx2(const uint16_t *x, int64_t D, float c, int8_t *q, int nt)
+{
+    const __m256 cv = _mm256_set1_ps(c);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int64_t i;
+
+#define Q8_D(k) _mm256_cvtps_epi32(_mm256_mul_ps(load8(x, KVMESH_BF16, i + 8 * (k)), cv))
+    for (i = 0; i < D; i += 32) {
+        const __m256i codes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(
+            _mm256_packs_epi32(Q8_D(0), Q8_D(1)), _mm256_packs_epi32(Q8_D(2), Q8_D(3))),
+            order);
+        if (nt)
+            _mm256_stream_si256((__m256i *) (q + i), codes);
+        else
+            _mm256_storeu_si256((__m256i *) (q + i), codes);
+    }
+#undef Q8_D
 }
 #endif
 
@@ -341,9 +384,9 @@ kvm_q8_encode(const float *x, int64_t D, int8_t *q, float *scale)
 }
 
 #if defined(KVM_X86)
-/* All heads at once (D a multiple of 32): every head's reduction and scale
- * before any encoding, so their latencies overlap instead of adding up.
- * Returns 0, having written nothing final, when an element is not finite. */
+/* All heads at once (D a multiple of 32): every head's reduction before
+ * any encoding, so their latencies overlap instead of adding up.  Returns
+ * 0, having written nothing final, when an element is not finite. */
 static int
 q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
               float *scale, int nt)
@@ -352,16 +395,22 @@ q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
     int64_t h;
     int bad = 0, special;
 
-    for (h = 0; h < H; h++) {
-        scale[h] = amax_avx2((const char *) x + (size_t) (h * D) * es, st, D, &special) /
-                   127.0f + FLT_MIN;
+    for (h = 0; h < H; h++) {           /* the largest magnitudes, for now */
+        scale[h] = amax_avx2((const char *) x + (size_t) (h * D) * es, st, D, &special);
         bad |= special;
     }
     if (bad)
         return 0;
-    for (h = 0; h < H; h++)
-        (void) q8_codes_avx2((const char *) x + (size_t) (h * D) * es, st, D, scale[h],
-                             q + h * D, nt);
+    for (h = 0; h < H; h++) {
+        const void *xh = (const char *) x + (size_t) (h * D) * es;
+        const float amax = scale[h];
+        float c;
+        scale[h] = amax / 127.0f + FLT_MIN;
+        if (st == KVMESH_BF16 && q8_bf16_rcp(amax, scale[h], &c))
+            q8_codes_bf16_direct_avx2(xh, D, c, q + h * D, nt);
+        else
+            (void) q8_codes_avx2(xh, st, D, scale[h], q + h * D, nt);
+    }
     return 1;
 }
 #endif
@@ -569,7 +618,7 @@ q8_runs_held(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
         _mm512_storeu_si512(held + k, _mm512_castps_si512(s));
         _mm512_storeu_si512(rcp + k, c);
         if (st == KVMESH_BF16) {
-            /* q8_codes_bf16_direct()'s reciprocal: 4 units up or down
+            /* q8_bf16_rcp() 16 heads at a time: 4 units up or down
              * unless s is a power of two; heads with amax < 2^-96 (and
              * zero ones) keep the near-half test */
             const __mmask16 up = _mm512_cmp_ps_mask(
