@@ -540,9 +540,13 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, float rcp,
 }
 
 /* Codes of one bf16 head vector with no near-half test: q = round-half-even
- * (x * c) with one conversion, where c is 1 / s moved a few units in the
- * last place (q8_runs_held).  For bf16 x and amax this is round-half-even
- * (x / s) exactly, when s is normal (amax >= 2^-96):
+ * of the exact product x * c, where c is 1 / s moved a few units in the
+ * last place (q8_runs_held).  One FMA makes it: x * c + 1.5 * 2^23 lies in
+ * [2^23, 2^24), where the floats are the integers, so the FMA's one
+ * rounding takes x * c to an integer (half to even: 1.5 * 2^23 is even),
+ * and the low byte of the result's bits is that integer's byte.  For bf16
+ * x and amax this is round-half-even(x / s) exactly, when s is normal
+ * (amax >= 2^-96):
  * - 127 x / amax is a half-integer only at |x| = amax / 2 (127 is prime and
  *   does not divide an 8-bit significand but 254's), where it is 63.5, or
  *   when amax's significand is 254 and s a power of two;
@@ -553,21 +557,22 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, float rcp,
  * - otherwise c is moved up if (amax / 2) / s rounds to 64 and down if to
  *   63, which carries |x| = amax / 2 to the same side of 63.5.
  * Every (amax, x) pair of bf16 values with amax >= 2^-96 was checked this
- * way once (1.05e9 pairs, both signs); the unit tests check every amax's
- * half and seven binades in full. */
+ * way once (1.05e9 pairs, both signs), with the product exact and with it
+ * rounded to f32; the unit tests check every amax's half and seven
+ * binades in full. */
 KVM_AVX512 static inline void
 q8_codes_bf16_direct(const uint16_t *x, int64_t D, float c, int8_t *q, int nt)
 {
-    const __m512 inv = _mm512_set1_ps(c);
+    const __m512 inv = _mm512_set1_ps(c), magic = _mm512_set1_ps(0x1.8p23f);
     const __m512i zero = _mm512_setzero_si512(), perm = _mm512_loadu_si512(q8_bf16_order);
     int64_t i;
 
     for (i = 0; i < D; i += 32) {
         const __m512i w = _mm512_loadu_si512(x + i);
-        const __m512i a = _mm512_cvt_roundps_epi32(
-            _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w)), inv), KVM_RNE);
-        const __m512i b = _mm512_cvt_roundps_epi32(
-            _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w)), inv), KVM_RNE);
+        const __m512i a = _mm512_castps_si512(
+            _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w)), inv, magic));
+        const __m512i b = _mm512_castps_si512(
+            _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w)), inv, magic));
         const __m256i codes = _mm512_castsi512_si256(_mm512_permutex2var_epi8(a, perm, b));
         if (nt)
             _mm256_stream_si256((__m256i *) (q + i), codes);
