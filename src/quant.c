@@ -7,9 +7,10 @@
  * AVX-512 versions (the last two as integer maxima of the bit patterns);
  * the int8 encoder multiplies by the reciprocal of the scale and divides
  * exactly only where the two could round apart (f32 input), or, for bf16
- * input, by a reciprocal moved so that they cannot (q8_codes_bf16_direct,
- * AVX-512 and AVX2).  The path is chosen at run time (simd_level).  NaN and
- * infinities take a separate pass that runs only when a vector holds one. */
+ * input, by a reciprocal moved so that they cannot, scale and reciprocal
+ * taken from a table (q8_bf16_scale, AVX-512 and AVX2).  The path is chosen
+ * at run time (simd_level).  NaN and infinities take a separate pass that
+ * runs only when a vector holds one. */
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -224,25 +225,56 @@ rne(float r)
     return (r + magic) - magic;
 }
 
-/* The reciprocal that q8_codes_bf16_direct() multiplies bf16 x by, for a
- * head of largest magnitude amax and scale s: 1 / s, moved 4 units in the
- * last place toward the side (amax / 2) / s rounds to unless s is a power
- * of two.  Returns 0 (keep the near-half test) when amax < 2^-96. */
-static inline int
-q8_bf16_rcp(float amax, float s, float *c)
-{
-    uint32_t bits, sb;
-    float r = 1.0f / s;
+#if defined(KVM_X86)
+/* A bf16 head's scale s = amax / 127 + FLT_MIN, and the reciprocal its
+ * codes are taken with (q8_codes32_bf16): 1 / s, moved 4 units in the last
+ * place toward the side (amax / 2) / s rounds to, unless s is a power of
+ * two.  From amax >= 2^-94 on, both follow from amax's 7 significand bits
+ * alone: for amax = 2^E a with a in [1, 2), s = 2^E s(a) and 1 / s =
+ * 2^-E (1 / s(a)) exactly (s is normal and FLT_MIN is under a quarter of
+ * its last place), and (amax / 2) / s is (a / 2) / s(a).  So the divisions
+ * are done once, for the 128 values of a, and a head's bit patterns are the
+ * table's with E added to or taken from the exponent field (checked against
+ * the divisions for every bf16 amax; below 2^-94 they differ). */
+static uint32_t q8_tab_s[128], q8_tab_c[128];
+static pthread_once_t q8_tab_once = PTHREAD_ONCE_INIT;    /* q8_tab_init() */
 
-    if (!(amax >= 0x1p-96f))
+static void
+q8_tab_init(void)
+{
+    uint32_t m, ab, sb, cb;
+    float a, s, c;
+
+    for (m = 0; m < 128; m++) {
+        ab = 0x3f800000u | m << 16;
+        memcpy(&a, &ab, sizeof a);
+        s = a / 127.0f + FLT_MIN;
+        c = 1.0f / s;
+        memcpy(&sb, &s, sizeof sb);
+        memcpy(&cb, &c, sizeof cb);
+        if (sb & 0x7fffffu)
+            cb = (a * 0.5f) / s >= 63.5f ? cb + 4 : cb - 4;
+        q8_tab_s[m] = sb;
+        q8_tab_c[m] = cb;
+    }
+}
+
+/* Bit patterns of the scale and moved reciprocal of a bf16 head whose
+ * amax has the (f32) bit pattern bits, finite; returns 0 when amax <
+ * 2^-90, and such heads keep the near-half test.  q8_tab_init() has run. */
+static inline int
+q8_bf16_scale(uint32_t bits, uint32_t *s, uint32_t *c)
+{
+    const uint32_t e = bits >> 23, k = bits >> 16 & 127;
+
+    if (e < 127 - 90)
         return 0;
-    memcpy(&bits, &r, sizeof bits);
-    memcpy(&sb, &s, sizeof sb);
-    if (sb & 0x7fffffu)
-        bits = (amax * 0.5f) / s >= 63.5f ? bits + 4 : bits - 4;
-    memcpy(c, &bits, sizeof bits);
+    /* modulo 2^32: e - 127 may be negative */
+    *s = q8_tab_s[k] + ((e - 127) << 23);
+    *c = q8_tab_c[k] - ((e - 127) << 23);
     return 1;
 }
+#endif
 
 /* x * (1 / s) is within 2.3e-5 of the rounded x / s when |x / s| <= 127.01,
  * so the two round alike unless that lies within 2.3e-5 of a half-integer;
@@ -297,8 +329,8 @@ q8_codes_avx2(const void *x, kvmesh_dtype_t st, int64_t D, float s, int8_t *q, i
     return n;
 }
 
-/* q8_codes_bf16_direct() with AVX2: x * c rounded by one conversion, c
- * from q8_bf16_rcp(); bf16 x, D a multiple of 32 */
+/* q8_codes32_bf16() with AVX2: x * c rounded by one conversion, c from
+ * q8_bf16_scale(); bf16 x, D a multiple of 32 */
 __attribute__((target("avx2,fma")))
 static void
 q8_codes_bf16_direct_avx2(const uint16_t *x, int64_t D, float c, int8_t *q, int nt)
@@ -403,13 +435,17 @@ q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
         return 0;
     for (h = 0; h < H; h++) {
         const void *xh = (const char *) x + (size_t) (h * D) * es;
-        const float amax = scale[h];
+        uint32_t bits, sb, cb;
         float c;
-        scale[h] = amax / 127.0f + FLT_MIN;
-        if (st == KVMESH_BF16 && q8_bf16_rcp(amax, scale[h], &c))
+        memcpy(&bits, &scale[h], sizeof bits);
+        if (st == KVMESH_BF16 && q8_bf16_scale(bits, &sb, &cb)) {
+            memcpy(&scale[h], &sb, sizeof sb);
+            memcpy(&c, &cb, sizeof c);
             q8_codes_bf16_direct_avx2(xh, D, c, q + h * D, nt);
-        else
+        } else {
+            scale[h] = scale[h] / 127.0f + FLT_MIN;
             (void) q8_codes_avx2(xh, st, D, scale[h], q + h * D, nt);
+        }
     }
     return 1;
 }
@@ -417,6 +453,8 @@ q8_heads_avx2(const void *x, kvmesh_dtype_t st, int64_t H, int64_t D, int8_t *q,
 
 #if defined(KVM_X86)
 #define KVM_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")))
+/* per-head code inlined into each of its callers' specialized copies */
+#define KVM_ALWAYS_INLINE __attribute__((always_inline))
 /* a macro: clang wants the rounding argument as a constant expression */
 #define KVM_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
@@ -428,6 +466,19 @@ load16(const void *x, kvmesh_dtype_t st, int64_t i)
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
             _mm256_loadu_si256((const __m256i *) ((const uint16_t *) x + i))), 16));
     return _mm512_loadu_ps((const float *) x + i);
+}
+
+/* The largest of 32 bf16 magnitudes (sign bits clear) as an f32 bit
+ * pattern: the largest of 8 is the complement of the least complement */
+KVM_AVX512 static inline uint32_t
+amax_reduce_bf16(__m512i m)
+{
+    const __m256i y = _mm256_max_epu16(_mm512_castsi512_si256(m),
+                                       _mm512_extracti64x4_epi64(m, 1));
+    __m128i h = _mm_max_epu16(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+
+    h = _mm_minpos_epu16(_mm_xor_si128(h, _mm_set1_epi32(-1)));
+    return (uint32_t) (uint16_t) ~_mm_cvtsi128_si32(h) << 16;
 }
 
 /* The largest |x| as a bit pattern: for floats of one sign the integer
@@ -444,8 +495,6 @@ amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
         const uint16_t *b = x;
         const __m512i absmask = _mm512_set1_epi16(0x7fff);
         __m512i m0 = _mm512_and_si512(_mm512_loadu_si512(b), absmask), m1 = m0;
-        __m256i m;
-        __m128i h;
         if (D > 32)
             m1 = _mm512_and_si512(_mm512_loadu_si512(b + 32), absmask);
         for (i = 64; i + 64 <= D; i += 64) {
@@ -455,12 +504,7 @@ amax_bits_avx512(const void *x, kvmesh_dtype_t st, int64_t D)
         }
         if (i < D)
             m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(b + i), absmask));
-        m0 = _mm512_max_epu16(m0, m1);
-        m = _mm256_max_epu16(_mm512_castsi512_si256(m0), _mm512_extracti64x4_epi64(m0, 1));
-        h = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-        /* the largest of 8 is the complement of the least complement */
-        h = _mm_minpos_epu16(_mm_xor_si128(h, _mm_set1_epi32(-1)));
-        return (uint32_t) (uint16_t) ~_mm_cvtsi128_si32(h) << 16;
+        return amax_reduce_bf16(_mm512_max_epu16(m0, m1));
     } else {
         const float *f = x;
         const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
@@ -539,14 +583,13 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, float rcp,
     }
 }
 
-/* Codes of one bf16 head vector with no near-half test: q = round-half-even
- * of the exact product x * c, where c is 1 / s moved a few units in the
- * last place (q8_runs_held).  One FMA makes it: x * c + 1.5 * 2^23 lies in
- * [2^23, 2^24), where the floats are the integers, so the FMA's one
- * rounding takes x * c to an integer (half to even: 1.5 * 2^23 is even),
- * and the low byte of the result's bits is that integer's byte.  For bf16
- * x and amax this is round-half-even(x / s) exactly, when s is normal
- * (amax >= 2^-96):
+/* Codes of 32 bf16 elements w with no near-half test: round-half-even of
+ * the exact product x * c, c from q8_bf16_scale().  One FMA makes it:
+ * x * c + 1.5 * 2^23 lies in [2^23, 2^24), where the floats are the
+ * integers, so the FMA's one rounding takes x * c to an integer (half to
+ * even: 1.5 * 2^23 is even), and the low byte of the result's bits is that
+ * integer's byte.  For bf16 x and amax this is round-half-even(x / s)
+ * exactly, when s is normal (amax >= 2^-96):
  * - 127 x / amax is a half-integer only at |x| = amax / 2 (127 is prime and
  *   does not divide an 8-bit significand but 254's), where it is 63.5, or
  *   when amax's significand is 254 and s a power of two;
@@ -558,105 +601,157 @@ q8_codes_avx512(const void *x, kvmesh_dtype_t st, int64_t D, float s, float rcp,
  *   63, which carries |x| = amax / 2 to the same side of 63.5.
  * Every (amax, x) pair of bf16 values with amax >= 2^-96 was checked this
  * way once (1.05e9 pairs, both signs), with the product exact and with it
- * rounded to f32; the unit tests check every amax's half and seven
+ * rounded to f32; the unit tests check every amax's half and eight
  * binades in full. */
 KVM_AVX512 static inline void
-q8_codes_bf16_direct(const uint16_t *x, int64_t D, float c, int8_t *q, int nt)
+q8_codes32_bf16(__m512i w, __m512 c, __m512i order, int8_t *q, int nt)
 {
-    const __m512 inv = _mm512_set1_ps(c), magic = _mm512_set1_ps(0x1.8p23f);
-    const __m512i zero = _mm512_setzero_si512(), perm = _mm512_loadu_si512(q8_bf16_order);
-    int64_t i;
+    const __m512 magic = _mm512_set1_ps(0x1.8p23f);
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i a = _mm512_castps_si512(
+        _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w)), c, magic));
+    const __m512i b = _mm512_castps_si512(
+        _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w)), c, magic));
+    const __m256i codes = _mm512_castsi512_si256(_mm512_permutex2var_epi8(a, order, b));
 
-    for (i = 0; i < D; i += 32) {
-        const __m512i w = _mm512_loadu_si512(x + i);
-        const __m512i a = _mm512_castps_si512(
-            _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w)), inv, magic));
-        const __m512i b = _mm512_castps_si512(
-            _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w)), inv, magic));
-        const __m256i codes = _mm512_castsi512_si256(_mm512_permutex2var_epi8(a, perm, b));
-        if (nt)
-            _mm256_stream_si256((__m256i *) (q + i), codes);
-        else
-            _mm256_storeu_si256((__m256i *) (q + i), codes);
-    }
+    if (nt)
+        _mm256_stream_si256((__m256i *) q, codes);
+    else
+        _mm256_storeu_si256((__m256i *) q, codes);
 }
 
-/* q8_heads_avx2() with AVX-512 on n runs of heads, at most KVM_Q8_HELD
- * in all: every amax first, their scales and reciprocals as vectors, then
- * the codes, then the scales are stored.
+/* A bf16 head with amax (bit pattern bits) below 2^-90: the scale by
+ * division and the codes with the near-half test */
+KVM_AVX512 static inline void
+q8_head_small_bf16(const uint16_t *x, int64_t D, uint32_t bits, int8_t *q, uint32_t *scale,
+                   int nt)
+{
+    float amax, s;
+
+    memcpy(&amax, &bits, sizeof amax);
+    s = amax / 127.0f + FLT_MIN;
+    memcpy(scale, &s, sizeof s);
+    q8_codes_avx512(x, KVMESH_BF16, D, s, 1.0f / s, q, nt);
+}
+
+/* One bf16 head of 128, the common size: loaded once, its amax, scale
+ * (bit pattern to *scale) and codes from the registers.  Returns 0, with
+ * nothing stored, at an inf or a NaN. */
+KVM_AVX512 KVM_ALWAYS_INLINE static inline int
+q8_head128_bf16(const uint16_t *x, int8_t *q, uint32_t *scale, int nt)
+{
+    const __m512i absmask = _mm512_set1_epi16(0x7fff);
+    const __m512i w0 = _mm512_loadu_si512(x), w1 = _mm512_loadu_si512(x + 32);
+    const __m512i w2 = _mm512_loadu_si512(x + 64), w3 = _mm512_loadu_si512(x + 96);
+    const uint32_t bits = amax_reduce_bf16(_mm512_max_epu16(
+        _mm512_max_epu16(_mm512_and_si512(w0, absmask), _mm512_and_si512(w1, absmask)),
+        _mm512_max_epu16(_mm512_and_si512(w2, absmask), _mm512_and_si512(w3, absmask))));
+    uint32_t cb;
+
+    if (bits >= 0x7f800000u)
+        return 0;
+    if (q8_bf16_scale(bits, scale, &cb)) {
+        const __m512 c = _mm512_castsi512_ps(_mm512_set1_epi32((int) cb));
+        const __m512i order = _mm512_loadu_si512(q8_bf16_order);
+        q8_codes32_bf16(w0, c, order, q, nt);
+        q8_codes32_bf16(w1, c, order, q + 32, nt);
+        q8_codes32_bf16(w2, c, order, q + 64, nt);
+        q8_codes32_bf16(w3, c, order, q + 96, nt);
+    } else {
+        q8_head_small_bf16(x, 128, bits, q, scale, nt);
+    }
+    return 1;
+}
+
+/* q8_head128_bf16() for any D, a multiple of 32, reading the head twice */
+KVM_AVX512 KVM_ALWAYS_INLINE static inline int
+q8_head_bf16(const uint16_t *x, int64_t D, int8_t *q, uint32_t *scale, int nt)
+{
+    const uint32_t bits = amax_bits_avx512(x, KVMESH_BF16, D);
+    uint32_t cb;
+    int64_t i;
+
+    if (bits >= 0x7f800000u)
+        return 0;
+    if (q8_bf16_scale(bits, scale, &cb)) {
+        const __m512 c = _mm512_castsi512_ps(_mm512_set1_epi32((int) cb));
+        const __m512i order = _mm512_loadu_si512(q8_bf16_order);
+        for (i = 0; i < D; i += 32)
+            q8_codes32_bf16(_mm512_loadu_si512(x + i), c, order, q + i, nt);
+    } else {
+        q8_head_small_bf16(x, D, bits, q, scale, nt);
+    }
+    return 1;
+}
+
+/* Codes and scales of n runs of heads, at most KVM_Q8_HELD in all, with
+ * AVX-512; the scales are held and stored after every code.
  * A scale's line is often one the cache has not touched for a while, and
  * a plain store waits in the (in-order) store queue until its line
  * arrives: stored first, it would hold up every streamed code behind it;
- * stored last, the line the caller prefetched has had time to come. */
+ * stored last, the line the caller prefetched has had time to come.
+ * bf16 heads go one at a time (q8_head_bf16: no division, so nothing to
+ * wait for, and each head read once).  f32 heads take every amax first,
+ * then their scales and reciprocals 16 at a time (the divisions' latencies
+ * overlap), then the codes. */
 #define KVM_Q8_HELD 64
 
 KVM_AVX512 static int
 q8_runs_held(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st)
 {
-    const size_t es = kvm_dtype_size(st);
-    uint32_t held[KVM_Q8_HELD];        /* amax bits, then scale bits */
-    uint32_t rcp[KVM_Q8_HELD], rcpd[KVM_Q8_HELD];     /* 1 / s, and as moved */
-    uint64_t direct = 0;               /* heads q8_codes_bf16_direct() codes */
+    uint32_t held[KVM_Q8_HELD];        /* f32: amax bits; then scale bits */
+    uint32_t rcp[KVM_Q8_HELD];         /* f32: 1 / s */
     uint32_t bits, worst = 0;
     int64_t h;
     int r, m = 0, k;
 
-    for (r = 0; r < n; r++)
-        for (h = 0; h < run[r].H; h++) {
-            bits = amax_bits_avx512((const char *) run[r].x + (size_t) (h * run[r].D) * es,
-                                    st, run[r].D);
-            worst = worst > bits ? worst : bits;
-            held[m++] = bits;
+    if (st == KVMESH_BF16) {
+        for (r = 0; r < n; r++) {
+            const uint16_t *x = run[r].x;
+            const int64_t D = run[r].D;
+            const int nt = run[r].stream && ((uintptr_t) run[r].q & 31) == 0;
+            int8_t *q = run[r].q;
+            /* a constant size and store kind in each call: four inlined
+             * copies that test neither */
+            for (h = 0; h < run[r].H; h++, m++)
+                if (!(D == 128 ? nt ? q8_head128_bf16(x + h * D, q + h * D, held + m, 1)
+                                    : q8_head128_bf16(x + h * D, q + h * D, held + m, 0)
+                               : nt ? q8_head_bf16(x + h * D, D, q + h * D, held + m, 1)
+                                    : q8_head_bf16(x + h * D, D, q + h * D, held + m, 0)))
+                    return 0;
         }
-    if (worst >= 0x7f800000u)          /* an inf or a NaN */
-        return 0;
-    /* scales and their reciprocals 16 at a time, as the scalar code
-     * divides them one by one (IEEE division rounds alike in both) */
-    for (k = 0; k < m; k += 16) {
-        const __mmask16 in = (__mmask16) (m - k >= 16 ? 0xffff : (1u << (m - k)) - 1);
-        const __m512 amax = _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(in, held + k));
-        const __m512 s = _mm512_add_ps(_mm512_div_ps(amax, _mm512_set1_ps(127.0f)),
-                                       _mm512_set1_ps(FLT_MIN));
-        const __m512i c = _mm512_castps_si512(_mm512_div_ps(_mm512_set1_ps(1.0f), s));
-        _mm512_storeu_si512(held + k, _mm512_castps_si512(s));
-        _mm512_storeu_si512(rcp + k, c);
-        if (st == KVMESH_BF16) {
-            /* q8_bf16_rcp() 16 heads at a time: 4 units up or down
-             * unless s is a power of two; heads with amax < 2^-96 (and
-             * zero ones) keep the near-half test */
-            const __mmask16 up = _mm512_cmp_ps_mask(
-                _mm512_div_ps(_mm512_mul_ps(amax, _mm512_set1_ps(0.5f)), s),
-                _mm512_set1_ps(63.5f), _CMP_GE_OQ);
-            const __mmask16 moved = _mm512_test_epi32_mask(_mm512_castps_si512(s),
-                                                           _mm512_set1_epi32(0x7fffff));
-            const __m512i step = _mm512_mask_blend_epi32(up, _mm512_set1_epi32(-4),
-                                                         _mm512_set1_epi32(4));
-            _mm512_storeu_si512(rcpd + k, _mm512_mask_add_epi32(c, moved, c, step));
-            direct |= (uint64_t) _mm512_mask_cmp_ps_mask(in, amax, _mm512_set1_ps(0x1p-96f),
-                                                         _CMP_GE_OQ) << k;
+    } else {
+        for (r = 0; r < n; r++)
+            for (h = 0; h < run[r].H; h++) {
+                bits = amax_bits_avx512((const float *) run[r].x + h * run[r].D, st,
+                                        run[r].D);
+                worst = worst > bits ? worst : bits;
+                held[m++] = bits;
+            }
+        if (worst >= 0x7f800000u)      /* an inf or a NaN */
+            return 0;
+        /* as the scalar code divides them one by one (IEEE division
+         * rounds alike in both) */
+        for (k = 0; k < m; k += 16) {
+            const __mmask16 in = (__mmask16) (m - k >= 16 ? 0xffff : (1u << (m - k)) - 1);
+            const __m512 amax = _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(in, held + k));
+            const __m512 s = _mm512_add_ps(_mm512_div_ps(amax, _mm512_set1_ps(127.0f)),
+                                           _mm512_set1_ps(FLT_MIN));
+            _mm512_storeu_si512(held + k, _mm512_castps_si512(s));
+            _mm512_storeu_si512(rcp + k, _mm512_castps_si512(
+                _mm512_div_ps(_mm512_set1_ps(1.0f), s)));
         }
-    }
-    for (r = 0, m = 0; r < n; r++) {
-        const int64_t D = run[r].D;
-        const char *x = run[r].x;
-        const int nt = run[r].stream && ((uintptr_t) run[r].q & 31) == 0;
-        for (h = 0; h < run[r].H; h++, m++) {
-            const void *xh = x + (size_t) (h * D) * es;
-            int8_t *qh = run[r].q + h * D;
-            float sh, ch;
-            memcpy(&sh, held + m, sizeof sh);
-            memcpy(&ch, (direct >> m & 1) ? rcpd + m : rcp + m, sizeof ch);
-            /* a constant type and store kind in each call: six inlined
-             * loops that test neither */
-            if (direct >> m & 1)
-                nt ? q8_codes_bf16_direct(xh, D, ch, qh, 1)
-                   : q8_codes_bf16_direct(xh, D, ch, qh, 0);
-            else if (st == KVMESH_BF16)
-                nt ? q8_codes_avx512(xh, KVMESH_BF16, D, sh, ch, qh, 1)
-                   : q8_codes_avx512(xh, KVMESH_BF16, D, sh, ch, qh, 0);
-            else
-                nt ? q8_codes_avx512(xh, KVMESH_F32, D, sh, ch, qh, 1)
-                   : q8_codes_avx512(xh, KVMESH_F32, D, sh, ch, qh, 0);
+        for (r = 0, m = 0; r < n; r++) {
+            const int64_t D = run[r].D;
+            const int nt = run[r].stream && ((uintptr_t) run[r].q & 31) == 0;
+            for (h = 0; h < run[r].H; h++, m++) {
+                const float *xh = (const float *) run[r].x + h * D;
+                float sh, ch;
+                memcpy(&sh, held + m, sizeof sh);
+                memcpy(&ch, rcp + m, sizeof ch);
+                nt ? q8_codes_avx512(xh, KVMESH_F32, D, sh, ch, run[r].q + h * D, 1)
+                   : q8_codes_avx512(xh, KVMESH_F32, D, sh, ch, run[r].q + h * D, 0);
+            }
         }
     }
     for (r = 0, m = 0; r < n; r++)
@@ -709,6 +804,7 @@ kvm_q8_encode_runs(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st, float *tmp
 #if defined(KVM_X86)
     const int level = simd_level();
 
+    (void) pthread_once(&q8_tab_once, q8_tab_init);
     for (r = 0; r < n; r++)
         vec = vec && run[r].D % 32 == 0;
     vec = vec && level >= 2 && (st == KVMESH_BF16 || st == KVMESH_F32);

@@ -37,9 +37,11 @@ typedef struct {
 
 /** kvm_q8_encode() on every head vector of n runs of type \p st (bf16 and
  *  f32 are read directly); \p tmp holds D floats of the longest run.
- *  Bit-identical to one call of kvm_q8_encode() per vector.  The vector
- *  paths find the scales of many heads before any code, so the runs'
- *  latencies overlap; AVX-512 stores the scales after the codes.
+ *  Bit-identical to one call of kvm_q8_encode() per vector.  bf16 heads
+ *  take their scales from a table (no division, so each head is coded as
+ *  soon as its amax is known); f32 heads find the scales of many heads
+ *  before any code, so the divisions' latencies overlap.  AVX-512 stores
+ *  the scales after the codes.
  *  Codes of a run with stream set may take non-temporal stores (when the
  *  vector path runs and q is 32-byte aligned): the caller calls
  *  kvm_stream_fence() before they are read by another thread or rank. */

@@ -295,15 +295,16 @@ test_int8_many_heads(void)
 }
 
 /* bf16 heads, the decode input: for amax with each of the 128 bf16
- * significands at seven binades, every bf16 value of either sign from
+ * significands at eight binades, every bf16 value of either sign from
  * amax / 2^10 up to amax (smaller ones code 0), 127 to a head after amax;
  * the fast paths' shortcut must agree with the division everywhere */
 static void
 test_int8_bf16_sweep(void)
 {
     enum { D = 128, H = 24 };
-    /* around 2^-96, below which bf16 heads keep the near-half test */
-    static const int binade[] = { -117, -97, -96, -30, 0, 20, 126 };
+    /* around 2^-96 and 2^-90: below the first the shortcut would be wrong,
+     * below the second bf16 heads keep the near-half test and divide */
+    static const int binade[] = { -117, -96, -91, -90, -30, 0, 20, 126 };
     static uint16_t in[H * D];
     static float x[H * D];
     int bad = 0, path, m, b, sign, e, f, k, n, heads;
