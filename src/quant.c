@@ -82,6 +82,16 @@ load8(const void *x, kvmesh_dtype_t st, int64_t i)
     return _mm256_loadu_ps((const float *) x + i);
 }
 
+/* The largest of 8 bf16 magnitudes (sign bits clear) as an f32 bit
+ * pattern: the largest of 8 is the complement of the least complement */
+__attribute__((target("sse4.1")))
+static inline uint32_t
+amax8_bf16(__m128i m)
+{
+    m = _mm_minpos_epu16(_mm_xor_si128(m, _mm_set1_epi32(-1)));
+    return (uint32_t) (uint16_t) ~_mm_cvtsi128_si32(m) << 16;
+}
+
 /* The largest finite |x|, x f32 or bf16 (bf16: D a multiple of 32, no
  * tail), as an integer max of the bit patterns with the sign cleared: for
  * floats of one sign the integer order of the patterns is their order,
@@ -108,10 +118,8 @@ amax_avx2(const void *x, kvmesh_dtype_t st, int64_t D, int *special)
                                                        absmask));
         }
         m0 = _mm256_max_epu16(m0, m1);
-        m = _mm_max_epu16(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1));
-        /* the largest of 8 is the complement of the least complement */
-        m = _mm_minpos_epu16(_mm_xor_si128(m, _mm_set1_epi32(-1)));
-        bits = (uint32_t) (uint16_t) ~_mm_cvtsi128_si32(m) << 16;
+        bits = amax8_bf16(_mm_max_epu16(_mm256_castsi256_si128(m0),
+                                        _mm256_extracti128_si256(m0, 1)));
     } else {
         const __m256i absmask = _mm256_set1_epi32(0x7fffffff);
         const __m256i *v = (const __m256i *) x;
@@ -468,17 +476,15 @@ load16(const void *x, kvmesh_dtype_t st, int64_t i)
     return _mm512_loadu_ps((const float *) x + i);
 }
 
-/* The largest of 32 bf16 magnitudes (sign bits clear) as an f32 bit
- * pattern: the largest of 8 is the complement of the least complement */
+/* amax8_bf16() of 32 */
 KVM_AVX512 static inline uint32_t
 amax_reduce_bf16(__m512i m)
 {
     const __m256i y = _mm256_max_epu16(_mm512_castsi512_si256(m),
                                        _mm512_extracti64x4_epi64(m, 1));
-    __m128i h = _mm_max_epu16(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
 
-    h = _mm_minpos_epu16(_mm_xor_si128(h, _mm_set1_epi32(-1)));
-    return (uint32_t) (uint16_t) ~_mm_cvtsi128_si32(h) << 16;
+    return amax8_bf16(_mm_max_epu16(_mm256_castsi256_si128(y),
+                                    _mm256_extracti128_si256(y, 1)));
 }
 
 /* The largest |x| as a bit pattern: for floats of one sign the integer
