@@ -273,7 +273,7 @@ typedef struct {
     int32_t *idx;
     int64_t seq, done;     /* steps taken since the rows were last reset */
     kvmesh_block_t local;  /* this rank's key block (dimension 1: slots) */
-    int64_t len;           /* storage slots per row: seq, or the window */
+    int64_t len;           /* storage slots per row: seq, or the ring's */
     size_t tok_bytes;      /* K + V bytes of one token of one local row, as
                               bf16 for quantized caches */
     size_t stored_bytes;   /* what the cache stores for them: codes and
@@ -304,10 +304,9 @@ decode_setup(const opts_t *o, int64_t seq, int64_t window, kvmesh_mesh_t *mesh,
     memset(d, 0, sizeof *d);
     oo.seq = seq;
     oo.window = window;
-    d->len = window > 0 && window < seq ? window : seq;
     d->seq = seq;
     d->done = seq;          /* forces a reset before the first run */
-    if (seq < 4 * o->inner + 8 || (window > 0 && seq < 2 * window + 4 * o->inner))
+    if (seq < 4 * o->inner + 8)
         return KVMESH_ERR_ARG;
     st = make_cache(&oo, mesh, &d->part, &d->c);
     if (st == KVMESH_SUCCESS)
@@ -330,8 +329,10 @@ decode_setup(const opts_t *o, int64_t seq, int64_t window, kvmesh_mesh_t *mesh,
         }
         if (st == KVMESH_SUCCESS)
             st = kvmesh_view_local(v, (kvmesh_kv_t) t, NULL, &blk);
-        if (t == 0)
+        if (t == 0) {
             d->local = blk;
+            d->len = blk.global[1];     /* S, or a ring's W + A - 1 and more */
+        }
         d->tok_bytes += (size_t) (blk.shape[2] * blk.shape[3]) *
                         (o->quant ? 2 : esize);
         /* int8: D codes + 1 f32 scale per head vector; nf4: two codes a
@@ -342,6 +343,8 @@ decode_setup(const opts_t *o, int64_t seq, int64_t window, kvmesh_mesh_t *mesh,
                                               4 * (size_t) ((blk.shape[3] + 63) / 64)
              : (size_t) blk.shape[3] * esize);
     }
+    if (st == KVMESH_SUCCESS && window > 0 && seq < 2 * d->len + 4 * o->inner)
+        st = KVMESH_ERR_ARG;    /* every append must wrap the ring */
     d->idx = malloc((size_t) o->batch * sizeof *d->idx);
     if (!d->idx && st == KVMESH_SUCCESS)
         st = KVMESH_ERR_NOMEM;

@@ -52,6 +52,7 @@ typedef enum {
     KVMESH_ERR_LAYOUT,      /**< partition layout not usable for this call */
     KVMESH_ERR_UNSUPPORTED, /**< feature not available in this build */
     KVMESH_ERR_CAPACITY,    /**< append would exceed the cache length */
+    KVMESH_ERR_TOO_LONG,    /**< append of more tokens than max_append */
     KVMESH_ERR_OVERFLOW,    /**< a size does not fit in size_t / int64_t */
     KVMESH_ERR_MISMATCH,    /**< ranks passed different arguments */
     KVMESH_ERR_NOMEM,       /**< memory allocation failed */
@@ -235,7 +236,9 @@ typedef struct {
     int64_t head_dim;          /**< or both key_dim and value_dim */
     int64_t key_heads, value_heads;
     int64_t key_dim, value_dim;
-    int64_t sliding_window;    /**< 0: none; else > 0 */
+    int64_t sliding_window;    /**< 0: none; else > 0: every layer is SLIDING
+                                    with this window unless the cache's
+                                    per-layer details say otherwise */
     bool update_causal_mask;
     bool create_attention_bias;
 } kvmesh_meta_params_t;
@@ -316,14 +319,28 @@ typedef enum {
     KVMESH_QUANT_NF4
 } kvmesh_quant_t;
 
-/** Options of kvmesh_cache_init().  A SLIDING layer stores W = min(window,
- *  S) positions per row as a ring (position p in slot p mod W); FULL and
- *  CHUNK layers store S.  Storage slots are split over the kv-length rule
- *  like positions are (a layer whose length does not divide stays whole). */
+/** Options of kvmesh_cache_init().
+ *
+ *  FULL and CHUNK layers store S positions per row.  A SLIDING layer of
+ *  window W stores R = min(S, W + A - 1) slots as a ring (position p in slot
+ *  p mod R), A being the cache's largest append (\p max_append): after any
+ *  append of n <= A tokens, every key that any of its n queries may see
+ *  (k > q - W) is still held, so the mask of a chunked prefill is exact for
+ *  every query, not only the last.  R is rounded up to a multiple of the
+ *  kv-length blocks (at most S), so that rings split over sp like positions;
+ *  a length that does not divide stays whole on every rank.  The extra
+ *  slots are storage, not semantics: gathers export the last min(W, L)
+ *  positions.  (EasyDeL keeps W slots, so the earlier queries of a chunk
+ *  lose keys they should see.) */
 typedef struct {
     kvmesh_dtype_t dtype;                /**< storage type (default bf16) */
     kvmesh_quant_t quant;                /**< quantized storage (default none) */
-    const kvmesh_mask_detail_t *details; /**< one per layer; NULL: all FULL */
+    const kvmesh_mask_detail_t *details; /**< one per layer; NULL: all SLIDING
+                                              when the metadata has a
+                                              sliding_window, else all FULL */
+    int64_t max_append; /**< largest n of one kvmesh_view_concatenate() (A);
+                             0: min(512, S), like llama.cpp's micro-batch;
+                             values above S mean S */
     const int32_t *starts;               /**< batch_size entries; NULL: 0 */
     bool checked; /**< agree on per-token arguments with a message; also on
                        when KVMESH_CHECK=1 is in the environment */
@@ -347,6 +364,10 @@ void kvmesh_cache_free(kvmesh_cache_t **cache);
 
 /** Number of layers.  Local. */
 int64_t kvmesh_cache_layers(const kvmesh_cache_t *cache);
+
+/** The largest append A (kvmesh_cache_params_t.max_append, resolved).
+ *  Local. */
+int64_t kvmesh_cache_max_append(const kvmesh_cache_t *cache);
 
 /** Bytes of K/V storage this rank holds.  Local. */
 size_t kvmesh_cache_local_bytes(const kvmesh_cache_t *cache);
@@ -385,13 +406,15 @@ kvmesh_cache_input_block(const kvmesh_cache_t *cache, kvmesh_mode_t mode,
                          int64_t n, kvmesh_kv_t which, kvmesh_block_t *block);
 
 /** Appends \p n new tokens to every row of one layer (DESIGN §4): row b
- *  gets positions [indexs[b], indexs[b] + n); a SLIDING layer keeps the
- *  last min(W, total) of them.  \p key and \p value are this
+ *  gets positions [indexs[b], indexs[b] + n); a SLIDING layer's ring keeps
+ *  every key its queries may see.  \p key and \p value are this
  *  rank's input blocks (see kvmesh_cache_input_block()) of type \p dtype,
  *  converted to the cache type.  Tokens move between ranks only when the
  *  input's query-length blocks do not line up with the cache's kv-length
- *  blocks.  Fails with KVMESH_ERR_CAPACITY, changing nothing, when a row
- *  would pass the cache length.  Collective on the mesh communicator.
+ *  blocks.  Fails, changing nothing, with KVMESH_ERR_TOO_LONG when
+ *  n > max_append (chunk a longer prefill into appends of at most
+ *  kvmesh_cache_max_append() tokens), and with KVMESH_ERR_CAPACITY when a
+ *  row would pass the cache length.  Collective on the mesh communicator.
  *  \param [out] mask  mask info of this append (owned by the view) */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_view_concatenate(kvmesh_view_t *view, kvmesh_mode_t mode, int64_t n,
@@ -409,7 +432,8 @@ kvmesh_view_local(const kvmesh_view_t *view, kvmesh_kv_t which,
 /** Absolute position held by local storage slot \p slot of global row
  *  \p row (-1: none yet).  FULL and CHUNK slots hold their own position;
  *  a SLIDING slot s holds the newest position p < indexs[row] with
- *  p mod W == s.  Local. */
+ *  p mod R == s (R: the ring's length, kvmesh_view_local()'s global[1]).
+ *  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_view_slot_position(const kvmesh_view_t *view, int64_t row, int64_t slot,
                           int64_t *pos);

@@ -1,29 +1,37 @@
 /* Model-based test of concatenate: on every mesh that factors the rank
- * count, under several partition rules and dtypes, a cache that mixes FULL,
- * SLIDING and CHUNK layers runs random sequences of prefill chunks (aligned
- * and misaligned with the sp blocks, rows at different fill levels) and
- * decode steps, then every append length 1..2W+1 from every fill level
- * 0..W, on kvmesh and on the serial reference.  After every append each
- * rank's local blocks must equal the reference bit for bit, and so must
- * the indexs, the slot positions and the mask. */
+ * count, under several partition rules, dtypes, cache lengths and largest
+ * appends A, a cache that mixes FULL, SLIDING and CHUNK layers runs random
+ * sequences of prefill chunks (aligned and misaligned with the sp blocks,
+ * rows at different fill levels, some longer than A or past S) and decode
+ * steps, then every append length 1..A from every fill level of the
+ * sliding layers' rings, on kvmesh and on the serial reference.  After
+ * every append each rank's local blocks must equal the reference bit for
+ * bit, and so must the indexs, the slot positions and the mask; and the
+ * keys every query sees, gathered from all ranks, must be exactly the
+ * ones the attention rule allows. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 #include "reference.h"
 
-#define NL 4
+#define NL 5
 /* key head dim 32 takes the int8 encoder's all-heads vector path */
-static const int64_t B = 4, S = 48, H[2] = { 4, 2 }, D[2] = { 32, 5 };
-/* W = 8 splits over 2 and 4 ranks, W = 6 over 2 and 3; S over all */
-static const int kinds[NL] = { REF_FULL, REF_SLIDING, REF_CHUNK, REF_SLIDING };
-static const int64_t windows[NL] = { 0, 8, 0, 6 }, chunks[NL] = { 0, 0, 5, 0 };
-#define WMAX 8
+static const int64_t B = 4, H[2] = { 4, 2 }, D[2] = { 32, 5 };
+/* S = 48 splits over 1-4 kv blocks, S = 45 only over 1 and 3: then FULL
+ * layers stay whole while rings (W + A - 1 rounded up to whole blocks)
+ * split, or a ring as long as S stays whole beside split layers, and one
+ * routed message may carry more tokens than a kv block holds.  W = 14 is
+ * longer than S / 4. */
+static int64_t S;
+static const int kinds[NL] = { REF_FULL, REF_SLIDING, REF_CHUNK, REF_SLIDING,
+                               REF_SLIDING };
+static const int64_t windows[NL] = { 0, 8, 0, 6, 14 }, chunks[NL] = { 0, 0, 5, 0, 0 };
 
-enum { NVARIANTS = 4 };
+enum { NVARIANTS = 5 };
 static const char *variant_names[NVARIANTS] = {
     "default rules", "decode inputs replicated", "query on tp, kv on sp",
-    "lengths on (sp,dp), batch on fsdp"
+    "lengths on (sp,dp), batch on fsdp", "query on sp, kv on (sp,dp), batch replicated"
 };
 
 static void
@@ -45,6 +53,12 @@ apply_variant(kvmesh_partition_t *p, int v)
         st = kvmesh_partition_set_rule(p, KVMESH_RULES_STANDARD, KVMESH_BATCH, &fsdp, 1);
         if (!st)
             st = kvmesh_partition_set_rule(p, KVMESH_RULES_STANDARD, KVMESH_QUERY_LENGTH, spdp, 2);
+        if (!st)
+            st = kvmesh_partition_set_rule(p, KVMESH_RULES_STANDARD, KVMESH_KV_LENGTH, spdp, 2);
+    } else if (v == 4) {
+        /* query blocks longer than kv blocks: one routed message may carry
+         * more tokens than S / (kv blocks) */
+        st = kvmesh_partition_set_rule(p, KVMESH_RULES_STANDARD, KVMESH_BATCH, NULL, 0);
         if (!st)
             st = kvmesh_partition_set_rule(p, KVMESH_RULES_STANDARD, KVMESH_KV_LENGTH, spdp, 2);
     }
@@ -216,6 +230,48 @@ compare(kvmesh_cache_t *c, ref_cache_t *r, int64_t only, const char *ctx)
     }
 }
 
+/* The keys each query of the append sees, as an attention kernel finds
+ * them (each rank's materialized mask over its slots, and the positions
+ * those slots hold), gathered from every rank, against the keys the rule
+ * allows in the reference: no key missing, none extra. */
+static void
+check_visible_sets(kvmesh_cache_t *c, ref_cache_t *r, int64_t l,
+                   const kvmesh_mask_t *m, int64_t n, const char *ctx)
+{
+    kvmesh_view_t *v;
+    kvmesh_block_t blk;
+    uint8_t *out, *seen;
+    int64_t b, i, s, k, pos, bad = 0, wrong = 0, at = 0;
+
+    H_OK(kvmesh_cache_view(c, l, &v));
+    H_OK(kvmesh_view_local(v, KVMESH_KEY, NULL, &blk));
+    out = malloc((size_t) (blk.shape[0] * n * blk.shape[1]));
+    seen = calloc((size_t) (B * n * S), 1);
+    H_OK(kvmesh_mask_materialize(m, out));
+    for (b = 0; b < blk.shape[0]; b++)
+        for (i = 0; i < n; i++)
+            for (s = 0; s < blk.shape[1]; s++)
+                if (out[at++]) {
+                    H_OK(kvmesh_view_slot_position(v, blk.offset[0] + b, s, &pos));
+                    if (pos < 0 || pos >= S)
+                        wrong++;
+                    else
+                        seen[((blk.offset[0] + b) * n + i) * S + pos] = 1;
+                }
+    MPI_Allreduce(MPI_IN_PLACE, seen, (int) (B * n * S), MPI_UINT8_T, MPI_MAX,
+                  MPI_COMM_WORLD);
+    for (b = 0; b < B; b++)
+        for (i = 0; i < n; i++)
+            for (k = 0; k < S; k++)
+                bad += seen[(b * n + i) * S + k] !=
+                       ref_visible(r, l, b, r->indexs[l * B + b] - n + i, k);
+    H_CHECK(wrong == 0, "%s: %ld visible slots hold no position", ctx, (long) wrong);
+    H_CHECK(bad == 0, "%s: %ld (query, key) pairs seen wrongly across ranks", ctx,
+            (long) bad);
+    free(out);
+    free(seen);
+}
+
 static void
 check_mask(kvmesh_cache_t *c, ref_cache_t *r, int64_t l, const kvmesh_mask_t *m,
            int64_t n, const char *ctx)
@@ -237,19 +293,16 @@ check_mask(kvmesh_cache_t *c, ref_cache_t *r, int64_t l, const kvmesh_mask_t *m,
                 int64_t q = r->indexs[l * B + gb] - n + i;
                 bad += out[k++] != ref_slot_visible(r, l, gb, q, blk.offset[1] + s);
             }
-    /* the predicate answers for any global row and absolute position: the
-     * position must still be stored (a ring keeps the last W) and visible */
+    /* the predicate answers for any global row and absolute position,
+     * exactly by the attention rule: a ring still holds every key */
     for (b = 0; b < B; b++)
         for (i = 0; i < n; i++)
-            for (s = 0; s < S; s++) {
-                int64_t L = r->indexs[l * B + b], q = L - n + i;
-                bool stored = s < L && (kinds[l] != REF_SLIDING || s >= L - r->len[l]);
+            for (s = 0; s < S; s++)
                 bad += kvmesh_mask_allows(m, b, i, s) !=
-                       (stored && ref_allows(kinds[l], windows[l], chunks[l],
-                                             r->starts[l * B + b], q, s));
-            }
+                       ref_visible(r, l, b, r->indexs[l * B + b] - n + i, s);
     H_CHECK(bad == 0, "%s: %ld mask entries differ", ctx, (long) bad);
     free(out);
+    check_visible_sets(c, r, l, m, n, ctx);
 }
 
 typedef struct {
@@ -272,7 +325,7 @@ append_and_check(model_t *mo, int64_t l, kvmesh_mode_t mode, int64_t n,
     void *in[2];
     char sctx[700];
     bool fits;
-    int t;
+    int t, verdict;
 
     snprintf(sctx, sizeof sctx, "%s, %s layer %ld mode %d n %ld", mo->ctx, what,
              (long) l, (int) mode, (long) n);
@@ -283,8 +336,11 @@ append_and_check(model_t *mo, int64_t l, kvmesh_mode_t mode, int64_t n,
     H_OK(kvmesh_cache_view(mo->c, l, &v));
     st = kvmesh_view_concatenate(v, mode, n, (kvmesh_dtype_t) mo->idt, in[0], in[1],
                                  &mask);
-    fits = ref_concat(mo->r, l, n, (const double *const *) g);
-    h_expect_all(st, fits ? KVMESH_SUCCESS : KVMESH_ERR_CAPACITY, sctx);
+    verdict = ref_concat(mo->r, l, n, (const double *const *) g);
+    fits = verdict == REF_OK;
+    h_expect_all(st, fits ? KVMESH_SUCCESS : verdict == REF_CAPACITY ? KVMESH_ERR_CAPACITY
+                                                                      : KVMESH_ERR_TOO_LONG,
+                 sctx);
     if (st == KVMESH_SUCCESS)
         check_mask(mo->c, mo->r, l, mask, n, sctx);
     compare(mo->c, mo->r, l, sctx);
@@ -330,7 +386,7 @@ run_sequence(const char *spec, int variant, int combo, uint64_t seed, bool sweep
     model_t mo = { NULL, NULL, dts[combo % 5][1], "" };
     int32_t idx[4], starts[4];
     int step, sp;
-    int64_t b, l, n, base;
+    int64_t b, l, n, base, kblocks;
     kvmesh_status_t st;
 
     st = kvmesh_mesh_create(MPI_COMM_WORLD, spec, &mesh);
@@ -341,6 +397,7 @@ run_sequence(const char *spec, int variant, int combo, uint64_t seed, bool sweep
     H_OK(kvmesh_partition_create(mesh, &part));
     apply_variant(part, variant);
     kvmesh_meta_params_init(&mp);
+    S = combo % 4 == 3 ? 45 : 48;
     mp.batch_size = B, mp.sequence_length = S, mp.num_hidden_layers = NL;
     mp.key_heads = H[0], mp.value_heads = H[1], mp.key_dim = D[0], mp.value_dim = D[1];
     H_OK(kvmesh_meta_create(&mp, &meta));
@@ -352,11 +409,16 @@ run_sequence(const char *spec, int variant, int combo, uint64_t seed, bool sweep
     cp.quant = (kvmesh_quant_t) quant;
     cp.details = det;
     cp.checked = combo % 2 == 0;   /* half the runs take the unchecked path */
+    cp.max_append = combo % 3 == 0 ? 7 : combo % 3 == 1 ? 3 : 0;   /* 0: S */
     st = kvmesh_cache_init(meta, part, &cp, &mo.c);
     snprintf(mo.ctx, sizeof mo.ctx, "%.64s, %s, dtypes %d<-%d, quant %d", spec,
              variant_names[variant], cdt, mo.idt, quant);
     H_CHECK(st == KVMESH_SUCCESS, "%s: init: %s", mo.ctx, kvmesh_strerror(st));
-    mo.r = ref_create(NL, B, S, H, D, cdt, quant, kinds, windows, chunks);
+    kblocks = sp * (variant >= 3 ? kvmesh_mesh_size(mesh, KVMESH_AXIS_DP) : 1);
+    mo.r = ref_create(NL, B, S, H, D, cdt, quant, kinds, windows, chunks,
+                      cp.max_append ? cp.max_append : S, kblocks);
+    snprintf(mo.ctx + strlen(mo.ctx), sizeof mo.ctx - strlen(mo.ctx), ", S %ld, A %ld",
+             (long) S, (long) mo.r->A);
     if (st)
         goto done;
 
@@ -382,20 +444,20 @@ run_sequence(const char *spec, int variant, int combo, uint64_t seed, bool sweep
             (void) append_and_check(&mo, l, mode, n, "random step");
     }
 
-    /* every append length 1..2W+1 from every fill level 0..W, in the
-     * sliding layers, rows at different levels; tokens before the fill
-     * level are whatever the ring holds, on both sides */
-    for (n = 1; sweep && n <= 2 * WMAX + 1; n++)
-        for (base = 0; base <= WMAX; base++) {
-            for (b = 0; b < B; b++)
-                idx[b] = (int32_t) ((base + 3 * b) % (WMAX + 1));
-            set_rows(&mo, idx, NULL);
-            for (l = 0; l < NL; l++)
-                if (kinds[l] == REF_SLIDING)
-                    (void) append_and_check(&mo, l, n > 1 ? KVMESH_MODE_PREFILL
-                                                          : KVMESH_MODE_DECODE,
-                                            n, "sweep");
-        }
+    /* every append length 1..A, and A + 1, from every fill level 0..R
+     * of a sliding layer's ring of R slots, rows at different levels;
+     * tokens before the fill level are whatever the ring holds, on both
+     * sides.  (With A = S the rings are as long as S and never wrap.) */
+    for (l = 0; sweep && mo.r->A < S && l < NL; l++)
+        for (n = 1; kinds[l] == REF_SLIDING && n <= mo.r->A + 1; n++)
+            for (base = 0; base <= mo.r->len[l]; base++) {
+                for (b = 0; b < B; b++)
+                    idx[b] = (int32_t) ((base + 3 * b) % (mo.r->len[l] + 1));
+                set_rows(&mo, idx, NULL);
+                (void) append_and_check(&mo, l, n > 1 ? KVMESH_MODE_PREFILL
+                                                      : KVMESH_MODE_DECODE,
+                                        n, "sweep");
+            }
 done:
     ref_free(mo.r);
     kvmesh_cache_free(&mo.c);
@@ -419,6 +481,6 @@ main(int argc, char **argv)
         for (v = 0; v < NVARIANTS; v++)
             for (q = REF_QNONE; q <= REF_NF4; q++, combo++)
                 run_sequence(specs[m], v, combo, 1000003u * (uint64_t) combo + 17u,
-                             v == 0 || (v == 3 && q == REF_QNONE), q);
+                             v == 0 || (v >= 3 && q == REF_QNONE), q);
     return h_finish("t_concat");
 }

@@ -163,6 +163,26 @@ main(int argc, char **argv)
         h_expect_all(st, KVMESH_ERR_CAPACITY, "overflow of one row");
         unchanged(c, &s, "overflow of one row");
 
+        /* more tokens than max_append (by default min(512, S) = S) */
+        {
+            void *big[2];
+            H_CHECK(kvmesh_cache_max_append(c) == S, "default max_append %ld",
+                    (long) kvmesh_cache_max_append(c));
+            for (t = 0; t < 2; t++) {
+                H_OK(kvmesh_cache_input_block(c, KVMESH_MODE_DECODE, S + 1,
+                                              (kvmesh_kv_t) t, &blk));
+                big[t] = calloc((size_t) (blk.shape[0] * blk.shape[1] * blk.shape[2] *
+                                          blk.shape[3]), 4);
+            }
+            s = snapshot(c);
+            st = kvmesh_view_concatenate(v, KVMESH_MODE_DECODE, S + 1, KVMESH_F32,
+                                         big[0], big[1], NULL);
+            h_expect_all(st, KVMESH_ERR_TOO_LONG, "append longer than max_append");
+            unchanged(c, &s, "append longer than max_append");
+            free(big[0]);
+            free(big[1]);
+        }
+
         if (h_size > 1) {
             s = snapshot(c);
             st = kvmesh_view_concatenate(v, KVMESH_MODE_DECODE, last ? 2 : 1,

@@ -69,8 +69,10 @@ make(kvmesh_partition_t *part, bool checked, int64_t window)
     kvmesh_cache_params_init(&cp);
     cp.checked = checked;
     kvmesh_mask_detail_t det = { KVMESH_MASK_SLIDING, window, 0 };
-    if (window)
+    if (window) {
         cp.details = &det;
+        cp.max_append = 4;     /* a ring of W + 4 - 1 slots */
+    }
     H_OK(kvmesh_cache_init(meta, part, &cp, &c));
     kvmesh_meta_free(&meta);
     return c;
@@ -144,11 +146,11 @@ main(int argc, char **argv)
     H_CHECK(p2p == 0 && coll == 1, "checked decode: %ld p2p, %ld collective", p2p, coll);
     kvmesh_cache_free(&c);
 
-    /* a ring of W = 8 (slots 0-3 on sp 0, 4-7 on sp 1): a decode step
-     * sends nothing; 4 tokens from 6 land in slots 6, 7, 0, 1, so each sp
-     * rank's 2 tokens go to the other: per row and rank a K and a V send
-     * and a K and a V receive, 8 B calls in all */
-    c = make(part, false, 8);
+    /* W = 5 and A = 4: a ring of 8 slots (0-3 on sp 0, 4-7 on sp 1): a
+     * decode step sends nothing; 4 tokens from 6 land in slots 6, 7, 0, 1,
+     * so each sp rank's 2 tokens go to the other: per row and rank a K and
+     * a V send and a K and a V receive, 8 B calls in all */
+    c = make(part, false, 5);
     {
         int32_t six[B] = { 6, 6, 6, 6 };
         H_OK(kvmesh_cache_insert_index(c, 0, B, six));

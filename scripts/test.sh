@@ -1,27 +1,47 @@
 #!/bin/sh
 # Sets up a fresh Debian machine (missing packages only), builds kvmesh out
-# of tree in build/, and runs the whole test suite: the CUnit unit tests and
-# the multi-rank tests at 1-4 ranks.  Prints every runner's closing summary.
+# of tree in build/, and runs the whole test suite with `make check`: the
+# CUnit unit tests and one run per line of mpi-tests/testlist, then all of
+# it again under AddressSanitizer + UBSan (build/sanitize/).  Prints every
+# run's summary and one closing line for the whole suite.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 sh "$top/scripts/build.sh"
 cd "$top/build"
 status=0
 make -j1 --no-print-directory check || status=$?
-for log in tests/unit.log mpi-tests/runtests.log; do
-    [ -f "$log" ] || continue
-    echo "==== $log"
-    if [ "$log" = tests/unit.log ]; then
-        sed -n '/Run Summary/,/Elapsed/p' "$log"
-        grep -E '^\s+[0-9]+\. ' "$log" || true
+passed=0
+failed=0
+for tree in . sanitize; do
+    [ -d "$tree/mpi-tests" ] || continue
+    label=$([ "$tree" = . ] && echo "plain" || echo "ASan + UBSan")
+    echo "==== $label build: tests/unit"
+    if [ -f "$tree/tests/unit.log" ]; then
+        sed -n '/Run Summary/,/Elapsed/p' "$tree/tests/unit.log"
+        grep -E '^\s+[0-9]+\. ' "$tree/tests/unit.log" || true
+        # CUnit's "tests" row: Total Ran Passed Failed
+        set -- $(awk '$1 == "tests" { print $4, $5 }' "$tree/tests/unit.log") 0 1
+        passed=$((passed + $1)) failed=$((failed + $2))
     else
-        grep -v '^PASS mpi-tests/runtests\|^FAIL mpi-tests/runtests' "$log"
+        failed=$((failed + 1))
     fi
+    echo "==== $label build: multi-rank runs"
+    for run in "$tree"/mpi-tests/*.mpi; do
+        [ -f "$run" ] || continue
+        log=${run%.mpi}.log
+        result=$(sed -n 's/^:test-result: //p' "${run%.mpi}.trs" 2>/dev/null)
+        result=${result:-"NOT RUN"}
+        if [ "$result" = PASS ]; then
+            passed=$((passed + 1))
+            echo "PASS $(grep -E 'checks, [0-9]+ failures' "$log" | tail -n 1)"
+        else
+            failed=$((failed + 1))
+            echo "$result $(basename "$log" .log); its output:"
+            sed 's/^/    /' "$log" | tail -n 40
+        fi
+    done
 done
-# one closing line for the whole suite: CUnit tests plus multi-rank runs
-unit=$(awk '$1 == "tests" { print $4, $5 }' tests/unit.log 2>/dev/null || true)
-mpi=$(sed -n 's/^mpi-tests: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
-      mpi-tests/runtests.log 2>/dev/null || true)
-set -- ${unit:-0 1} ${mpi:-0 1}
-echo "total: $(($1 + $3)) passed, $(($2 + $4)) failed"
+# a run that left no result (make stopped before it) is a failure too
+[ $status -ne 0 ] && [ $failed -eq 0 ] && failed=1
+echo "total: $passed passed, $failed failed"
 exit $status

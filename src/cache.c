@@ -43,7 +43,7 @@ check_args(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p)
 {
     int64_t l, b;
 
-    if (kvmesh_dtype_size(p->dtype) == 0 ||
+    if (kvmesh_dtype_size(p->dtype) == 0 || p->max_append < 0 ||
         (p->quant != KVMESH_QUANT_NONE && p->quant != KVMESH_QUANT_INT8 &&
          p->quant != KVMESH_QUANT_NF4))
         return KVMESH_ERR_ARG;
@@ -69,12 +69,12 @@ static uint64_t
 init_hash(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p,
           const kvmesh_partition_t *part)
 {
-    int64_t v[16] = {
+    int64_t v[17] = {
         mp->batch_size, mp->sequence_length, mp->num_hidden_layers,
         mp->pad_token_id, mp->num_heads, mp->head_dim, mp->key_heads,
         mp->value_heads, mp->key_dim, mp->value_dim, mp->sliding_window,
         mp->update_causal_mask, mp->create_attention_bias, p->dtype,
-        p->checked, p->quant
+        p->checked, p->quant, p->max_append
     };
     uint64_t h = kvm_hash(0, v, sizeof v);
     int64_t l;
@@ -96,6 +96,20 @@ init_hash(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p,
             h = kvm_hash(h, d, sizeof d);
         }
     return h;
+}
+
+/* The storage length of a layer: S, or for a SLIDING layer a ring that
+ * still holds every key the queries of an append of A tokens may see,
+ * rounded up to whole kv-length blocks (at most S). */
+static int64_t
+storage_length(const kvmesh_cache_t *c, const kvmesh_mask_detail_t *d)
+{
+    int64_t want;
+
+    if (d->kind != KVMESH_MASK_SLIDING || d->window >= c->S - c->A + 1)
+        return c->S;
+    want = (d->window + c->A - 1 + c->kprod - 1) / c->kprod * c->kprod;
+    return want < c->S ? want : c->S;
 }
 
 /* Geometry, plans and memory of a cache whose arguments all ranks agreed on. */
@@ -150,8 +164,6 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
         if (!c->qtmp || !c->qcodes)
             return KVMESH_ERR_NOMEM;
     }
-    KVMESH_TRY(kvm_plans_build(c));
-
     c->views = calloc((size_t) L, sizeof *c->views);
     c->state = calloc((size_t) (L * 2 * c->B), sizeof *c->state);
     if (!c->views || !c->state)
@@ -163,8 +175,11 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
         v->detail.kind = KVMESH_MASK_FULL;
         if (p->details)
             v->detail = p->details[l];
+        else if (c->meta.sliding_window > 0)
+            v->detail = (kvmesh_mask_detail_t) { KVMESH_MASK_SLIDING,
+                                                 c->meta.sliding_window, 0 };
         v->ring = v->detail.kind == KVMESH_MASK_SLIDING;
-        v->len = v->ring && v->detail.window < c->S ? v->detail.window : c->S;
+        v->len = storage_length(c, &v->detail);
         v->kv = kvm_kv_span(c, v->len, c->kblock);
         for (t = 0; t < 2; t++) {
             c->local_bytes += (size_t) v->kv.len * (per_slot[t] + scale_slot[t]);
@@ -172,6 +187,7 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
                                align64((size_t) v->kv.len * scale_slot[t]) + 2 * 4096;
         }
     }
+    KVMESH_TRY(kvm_plans_build(c));
     c->region = kvm_region_alloc(c->region_bytes);
     if (!c->region)
         return KVMESH_ERR_NOMEM;
@@ -252,6 +268,9 @@ kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
         c->checked = params->checked || (env && !strcmp(env, "1"));
         c->B = mp.batch_size;
         c->S = mp.sequence_length;
+        c->A = params->max_append == 0 || params->max_append > c->S
+             ? (params->max_append == 0 && c->S > 512 ? 512 : c->S)
+             : params->max_append;
         c->H[0] = mp.key_heads, c->H[1] = mp.value_heads;
         c->D[0] = mp.key_dim, c->D[1] = mp.value_dim;
         st = cache_build(c, params);
@@ -285,6 +304,12 @@ int64_t
 kvmesh_cache_layers(const kvmesh_cache_t *cache)
 {
     return cache ? cache->meta.num_hidden_layers : 0;
+}
+
+int64_t
+kvmesh_cache_max_append(const kvmesh_cache_t *cache)
+{
+    return cache ? cache->A : 0;
 }
 
 size_t

@@ -42,7 +42,7 @@ struct kvmesh_view {
     int64_t layer;
     kvmesh_mask_detail_t detail;
     bool ring;                    /* SLIDING: slot = position mod len */
-    int64_t len;                  /* storage length: S, or min(W, S) */
+    int64_t len;                  /* storage length: S, or a ring's */
     kvmesh_span_t kv;             /* this rank's slots of the storage */
     void *data[2];                /* local key, value shards (or codes) */
     float *scale[2];              /* quantized: their scales */
@@ -64,6 +64,7 @@ struct kvmesh_cache {
     char *qcodes;                 /* quantized: codes of one token's heads */
     bool checked;
     int64_t B, S, H[2], D[2];
+    int64_t A;                    /* largest append (max_append) */
     kvmesh_span_t rows, head[2], dim[2];   /* this rank's cache block */
     int64_t kprod, kblock;        /* kv-length blocks, this rank's block */
     kvmesh_plan_t plan[KVMESH_NMODES][2];   /* [mode][query-length sharded] */
@@ -101,7 +102,8 @@ kvm_slot_position(const kvmesh_view_t *v, int64_t row, int64_t slot)
     return slot < L ? slot : -1;
 }
 
-/** Builds the routing plans of \p c (its block spans must be set). */
+/** Builds the routing plans of \p c (its block spans and its views' storage
+ *  spans must be set). */
 kvmesh_status_t kvm_plans_build(kvmesh_cache_t *c);
 /** Frees the plans' arrays. */
 void kvm_plans_free(kvmesh_cache_t *c);

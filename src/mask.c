@@ -63,7 +63,8 @@ kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t k)
     v = m->view;
     if (row >= v->cache->B || k >= v->cache->S)
         return false;
-    /* a ring only still holds the last W positions */
+    /* a ring only still holds the last R positions (R >= W + n - 1, so
+     * every key the window allows) */
     if (v->ring && k < (int64_t) v->indexs[row] - v->len)
         return false;
     return allows(&v->detail, v->starts[row], v->indexs[row] - m->n + i, k);

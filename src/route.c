@@ -159,6 +159,22 @@ query_blocks(const kvmesh_cache_t *c, kvmesh_mode_t m)
     return prod;
 }
 
+/* Most tokens one routed message carries: a run lies inside one query
+ * block (at most A / qprod tokens of an append) and inside one rank's
+ * slots of one layer, whose storage may be split or whole. */
+static int64_t
+longest_run(const kvmesh_cache_t *c, int64_t qprod)
+{
+    int64_t l, most = 0, q = c->A / qprod;
+
+    for (l = 0; l < c->meta.num_hidden_layers; l++) {
+        int64_t k = c->views[l].kv.len < q ? c->views[l].kv.len : q;
+        if (k > most)
+            most = k;
+    }
+    return most;
+}
+
 kvmesh_status_t
 kvm_plans_build(kvmesh_cache_t *c)
 {
@@ -184,10 +200,10 @@ kvm_plans_build(kvmesh_cache_t *c)
                     sends += pl->peer_rows[k].len;
             if (4 * (sends + (pl->qprod - 1) * c->rows.len) > nreqs)
                 nreqs = 4 * (sends + (pl->qprod - 1) * c->rows.len);
-            /* a staged message: at most one row's kv block of input tokens,
-             * in the longest layer */
+            /* a staged message: one run of a row's query block into the
+             * kv slots of one layer (runs_into() in view.c) */
             for (t = 0; t < 2; t++) {
-                size_t b = (size_t) kvm_kv_span(c, c->S, 0).len *
+                size_t b = (size_t) longest_run(c, pl->qprod) *
                            (size_t) pl->in_head[t].len *
                            (size_t) pl->in_dim[t].len * sizeof(float);
                 if (b > (size_t) INT32_MAX)

@@ -19,6 +19,7 @@ kvmesh_strerror(kvmesh_status_t status)
     case KVMESH_ERR_LAYOUT: return "partition layout not usable for this call";
     case KVMESH_ERR_UNSUPPORTED: return "feature not supported";
     case KVMESH_ERR_CAPACITY: return "append exceeds the cache length";
+    case KVMESH_ERR_TOO_LONG: return "append longer than the cache's max_append";
     case KVMESH_ERR_OVERFLOW: return "size overflow";
     case KVMESH_ERR_MISMATCH: return "ranks passed different arguments";
     case KVMESH_ERR_NOMEM: return "out of memory";

@@ -3,7 +3,7 @@
  * input's query length is replicated or lines up with the cache's kv
  * blocks, sends no message: every decision is taken from the replicated
  * indexs and the plans built at init.  FULL and CHUNK layers store
- * position p in slot p; SLIDING layers in slot p mod W (src/ring.h). */
+ * position p in slot p; SLIDING layers in slot p mod R (src/ring.h). */
 #include <string.h>
 
 #include "cache.h"
@@ -21,7 +21,7 @@ typedef struct {
 
 /* The runs of query block [qlo, qlo + nq) of a row holding c tokens that
  * land in slots kv.  A FULL row gives at most one run; a ring wraps at most
- * once, since only the last W new tokens survive, so at most two. */
+ * once (an append is no longer than the ring), so at most two. */
 static int
 runs_into(const kvmesh_view_t *v, int64_t c, int64_t n, int64_t qlo, int64_t nq,
           kvmesh_span_t kv, kvm_run_t run[2])
@@ -362,6 +362,8 @@ kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
         KVMESH_TRY(kvm_agree_same(c->comm, st, vals, 4));
     }
     KVMESH_TRY(st);
+    if (n > c->A)
+        return KVMESH_ERR_TOO_LONG;
     /* from here on every verdict comes from replicated state; every layer
      * kind counts tokens up to S, so the layers of one model stay in step */
     for (b = 0; b < c->B; b++)

@@ -202,7 +202,7 @@ ref_dequant(int quant, int code, float scale)
 ref_cache_t *
 ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
            const int64_t D[2], int dtype, int quant, const int *kind,
-           const int64_t *window, const int64_t *chunk)
+           const int64_t *window, const int64_t *chunk, int64_t A, int64_t kblocks)
 {
     ref_cache_t *r;
     int64_t i, l;
@@ -210,7 +210,7 @@ ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
     if (L <= 0 || B <= 0 || S <= 0)
         return NULL;
     r = calloc(1, sizeof *r);
-    r->L = L, r->B = B, r->S = S, r->dtype = dtype, r->quant = quant;
+    r->L = L, r->B = B, r->S = S, r->A = A, r->dtype = dtype, r->quant = quant;
     for (i = 0; i < 2; i++)
         r->nscale[i] = quant == REF_Q8 ? 1 : quant == REF_NF4 ? (D[i] + 63) / 64 : 0;
     r->H[0] = H[0], r->H[1] = H[1], r->D[0] = D[0], r->D[1] = D[1];
@@ -222,7 +222,15 @@ ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
         r->kind[l] = kind ? kind[l] : REF_FULL;
         r->window[l] = window ? window[l] : 0;
         r->chunk[l] = chunk ? chunk[l] : 0;
-        r->len[l] = r->kind[l] == REF_SLIDING && r->window[l] < S ? r->window[l] : S;
+        /* DESIGN §4: a SLIDING layer keeps W + A - 1 slots, at most S,
+         * rounded up to whole kv-length blocks (and then at most S) */
+        r->len[l] = S;
+        if (r->kind[l] == REF_SLIDING && r->window[l] + A - 1 < S) {
+            int64_t len = r->window[l] + A - 1;
+            while (len % kblocks)
+                len++;
+            r->len[l] = len < S ? len : S;
+        }
     }
     r->kv = calloc((size_t) (2 * L), sizeof *r->kv);
     r->code = calloc((size_t) (2 * L), sizeof *r->code);
@@ -294,15 +302,25 @@ ref_slot_visible(const ref_cache_t *r, int64_t l, int64_t b, int64_t q,
 }
 
 bool
+ref_visible(const ref_cache_t *r, int64_t l, int64_t b, int64_t q, int64_t k)
+{
+    return k < r->indexs[l * r->B + b] &&
+           ref_allows(r->kind[l], r->window[l], r->chunk[l], r->starts[l * r->B + b],
+                      q, k);
+}
+
+int
 ref_concat(ref_cache_t *r, int64_t l, int64_t n, const double *const in[2])
 {
     int32_t *idx = r->indexs + l * r->B;
     int64_t b, j, h, d;
     int t;
 
+    if (n > r->A)
+        return REF_TOO_LONG;
     for (b = 0; b < r->B; b++)
         if (idx[b] + n > r->S)
-            return false;
+            return REF_CAPACITY;
     for (t = 0; t < 2; t++)
         for (b = 0; b < r->B; b++)
             for (j = 0; j < n; j++) {
@@ -332,5 +350,5 @@ ref_concat(ref_cache_t *r, int64_t l, int64_t n, const double *const in[2])
             }
     for (b = 0; b < r->B; b++)
         idx[b] += (int32_t) n;
-    return true;
+    return REF_OK;
 }

@@ -39,6 +39,7 @@ extern const double ref_nf4_levels[16];
 
 typedef struct {
     int64_t L, B, S, H[2], D[2];
+    int64_t A;            /* largest append */
     int dtype;
     int quant;            /* REF_Q*: then kv holds dequantized values and
                              code / scale what is stored */
@@ -52,10 +53,13 @@ typedef struct {
     int32_t *starts;      /* [L][B] */
 } ref_cache_t;
 
-/** kind, window, chunk: one per layer (kind NULL: all FULL). */
+/** kind, window, chunk: one per layer (kind NULL: all FULL).  A: the
+ *  largest append; kblocks: the number of kv-length blocks a SLIDING
+ *  layer's ring length is rounded up to. */
 ref_cache_t *ref_create(int64_t L, int64_t B, int64_t S, const int64_t H[2],
                         const int64_t D[2], int dtype, int quant, const int *kind,
-                        const int64_t *window, const int64_t *chunk);
+                        const int64_t *window, const int64_t *chunk, int64_t A,
+                        int64_t kblocks);
 void ref_free(ref_cache_t *r);
 
 /** Element (b, slot, h, d) of tensor t (0 key, 1 value) of layer l. */
@@ -70,10 +74,16 @@ int64_t ref_slot_position(const ref_cache_t *r, int64_t l, int64_t b, int64_t sl
 bool ref_slot_visible(const ref_cache_t *r, int64_t l, int64_t b, int64_t q,
                       int64_t slot);
 
+/** The keys query position q of row b of layer l may attend to, by the
+ *  rule alone (whatever is stored): k < indexs, and ref_allows(). */
+bool ref_visible(const ref_cache_t *r, int64_t l, int64_t b, int64_t q, int64_t k);
+
+enum { REF_OK = 0, REF_CAPACITY, REF_TOO_LONG };
 /** Appends n tokens to every row of layer l.  in[t] is the global input
  *  [B][n][H][D] (exact values of the input type), written one token after
  *  the other, so a ring keeps whatever came last in each slot.  Returns
- *  false (and changes nothing) when a row would exceed S. */
-bool ref_concat(ref_cache_t *r, int64_t l, int64_t n, const double *const in[2]);
+ *  REF_TOO_LONG when n > A, REF_CAPACITY when a row would exceed S (and
+ *  changes nothing then), else REF_OK. */
+int ref_concat(ref_cache_t *r, int64_t l, int64_t n, const double *const in[2]);
 
 #endif
