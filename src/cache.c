@@ -1,5 +1,6 @@
-/* The whole cache: collective init and free, the replicated per-row state
- * (insert_starts / insert_index), and the geometry of its blocks. */
+/* The whole cache: collective init and free, its memory, and the
+ * replicated per-row state (insert_starts / insert_index).  Its blocks'
+ * geometry comes from src/layout.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 #include "mesh.h"
 #include "quant.h"
 #include "status.h"
+#include "view.h"
 
 void
 kvmesh_cache_params_init(kvmesh_cache_params_t *p)
@@ -98,54 +100,42 @@ init_hash(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p,
     return h;
 }
 
-/* The storage length of a layer: S, or for a SLIDING layer a ring that
- * still holds every key the queries of an append of A tokens may see,
- * rounded up to whole kv-length blocks (at most S). */
-static int64_t
-storage_length(const kvmesh_cache_t *c, const kvmesh_mask_detail_t *d)
-{
-    int64_t want;
-
-    if (d->kind != KVMESH_MASK_SLIDING || d->window >= c->S - c->A + 1)
-        return c->S;
-    want = (d->window + c->A - 1 + c->kprod - 1) / c->kprod * c->kprod;
-    return want < c->S ? want : c->S;
-}
-
 /* Geometry, plans and memory of a cache whose arguments all ranks agreed on. */
 static kvmesh_status_t
 cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
 {
-    const kvmesh_mode_t pre = KVMESH_MODE_PREFILL;
-    kvmesh_dim_t d[4], kd;
+    const int *me = c->mesh->coord;
     size_t off = 0, per_slot[2], scale_slot[2];
     int64_t l, L = c->meta.num_hidden_layers;
     int t;
 
-    kvm_resolve(&c->part, pre, KVMESH_BATCH, c->B, NULL, &d[0]);
-    kvm_resolve(&c->part, pre, KVMESH_KV_LENGTH, c->S, NULL, &d[1]);
-    c->rows = kvm_span_of(&d[0]);
-    /* the kv-length split of any layer length: the rule's blocks, or none */
-    {
-        const kvmesh_rule_t *r = kvm_partition_rule(&c->part, pre, KVMESH_KV_LENGTH);
-        c->kprod = 1;
-        for (t = 0; t < r->naxes; t++)
-            c->kprod *= c->mesh->size[r->axes[t]];
+    kvm_layout_of(&c->layout, &c->part, c->B, c->S, c->H, c->D);
+    c->kblock = kvm_layout_kblock(&c->layout, me);
+    c->views = calloc((size_t) L, sizeof *c->views);
+    c->state = calloc((size_t) (L * 2 * c->B), sizeof *c->state);
+    if (!c->views || !c->state)
+        return KVMESH_ERR_NOMEM;
+    for (l = 0; l < L; l++) {
+        kvmesh_view_t *v = &c->views[l];
+        v->cache = c;
+        v->layer = l;
+        v->detail.kind = KVMESH_MASK_FULL;
+        if (p->details)
+            v->detail = p->details[l];
+        else if (c->meta.sliding_window > 0)
+            v->detail = (kvmesh_mask_detail_t) { KVMESH_MASK_SLIDING,
+                                                 c->meta.sliding_window, 0 };
+        v->ring = v->detail.kind == KVMESH_MASK_SLIDING;
+        v->len = kvm_layout_storage(&c->layout, &v->detail, c->A);
+        for (t = 0; t < 2; t++) {
+            kvm_box_t box;
+            if (!kvm_layout_cache_box(&c->layout, me, t, v->len, &box))
+                return KVMESH_ERR_LAYOUT;
+            c->rows = box.d[0], c->head[t] = box.d[2], c->dim[t] = box.d[3];
+            v->kv = box.d[1];
+        }
     }
-    kvm_resolve(&c->part, pre, KVMESH_KV_LENGTH, c->kprod, NULL, &kd);
-    c->kblock = kd.block;
     for (t = 0; t < 2; t++) {
-        kvm_resolve(&c->part, pre, KVMESH_KV_HEAD, c->H[t], NULL, &d[2]);
-        kvm_resolve(&c->part, pre, KVMESH_KV_HEAD_DIM, c->D[t], NULL, &d[3]);
-        c->head[t] = kvm_span_of(&d[2]);
-        c->dim[t] = kvm_span_of(&d[3]);
-        if (kvm_dims_overlap(c->mesh, &d[0], &d[1]) ||
-            kvm_dims_overlap(c->mesh, &d[0], &d[2]) ||
-            kvm_dims_overlap(c->mesh, &d[0], &d[3]) ||
-            kvm_dims_overlap(c->mesh, &d[1], &d[2]) ||
-            kvm_dims_overlap(c->mesh, &d[1], &d[3]) ||
-            kvm_dims_overlap(c->mesh, &d[2], &d[3]))
-            return KVMESH_ERR_LAYOUT;
         /* quantization works on whole head vectors */
         if (c->quant != KVMESH_QUANT_NONE && c->dim[t].len != c->D[t])
             return KVMESH_ERR_LAYOUT;
@@ -164,29 +154,13 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
         if (!c->qtmp || !c->qcodes)
             return KVMESH_ERR_NOMEM;
     }
-    c->views = calloc((size_t) L, sizeof *c->views);
-    c->state = calloc((size_t) (L * 2 * c->B), sizeof *c->state);
-    if (!c->views || !c->state)
-        return KVMESH_ERR_NOMEM;
-    for (l = 0; l < L; l++) {
-        kvmesh_view_t *v = &c->views[l];
-        v->cache = c;
-        v->layer = l;
-        v->detail.kind = KVMESH_MASK_FULL;
-        if (p->details)
-            v->detail = p->details[l];
-        else if (c->meta.sliding_window > 0)
-            v->detail = (kvmesh_mask_detail_t) { KVMESH_MASK_SLIDING,
-                                                 c->meta.sliding_window, 0 };
-        v->ring = v->detail.kind == KVMESH_MASK_SLIDING;
-        v->len = storage_length(c, &v->detail);
-        v->kv = kvm_kv_span(c, v->len, c->kblock);
+    for (l = 0; l < L; l++)
         for (t = 0; t < 2; t++) {
+            const kvmesh_view_t *v = &c->views[l];
             c->local_bytes += (size_t) v->kv.len * (per_slot[t] + scale_slot[t]);
             c->region_bytes += align64((size_t) v->kv.len * per_slot[t]) +
                                align64((size_t) v->kv.len * scale_slot[t]) + 2 * 4096;
         }
-    }
     KVMESH_TRY(kvm_plans_build(c));
     c->region = kvm_region_alloc(c->region_bytes);
     if (!c->region)
@@ -372,25 +346,21 @@ kvmesh_status_t
 kvmesh_cache_input_block(const kvmesh_cache_t *c, kvmesh_mode_t mode,
                          int64_t n, kvmesh_kv_t which, kvmesh_block_t *blk)
 {
-    const kvmesh_plan_t *pl;
-    int64_t qprod;
+    kvm_box_t box;
+    int i;
 
     if (!c || !blk || mode >= KVMESH_NMODES || n <= 0 ||
         (which != KVMESH_KEY && which != KVMESH_VALUE))
         return KVMESH_ERR_ARG;
-    qprod = c->plan[mode][1].qprod;
-    pl = &c->plan[mode][qprod > 1 && n % qprod == 0];
+    (void) kvm_layout_input_box(&c->layout, mode, c->mesh->coord, which, n,
+                                kvm_plan_of(c, mode, n)->qprod, &box, NULL);
     blk->global[0] = c->B;
     blk->global[1] = n;
     blk->global[2] = c->H[which];
     blk->global[3] = c->D[which];
-    blk->offset[0] = pl->in_rows.lo;
-    blk->shape[0] = pl->in_rows.len;
-    blk->shape[1] = n / pl->qprod;
-    blk->offset[1] = pl->qblock * blk->shape[1];
-    blk->offset[2] = pl->in_head[which].lo;
-    blk->shape[2] = pl->in_head[which].len;
-    blk->offset[3] = pl->in_dim[which].lo;
-    blk->shape[3] = pl->in_dim[which].len;
+    for (i = 0; i < 4; i++) {
+        blk->offset[i] = box.d[i].lo;
+        blk->shape[i] = box.d[i].len;
+    }
     return KVMESH_SUCCESS;
 }

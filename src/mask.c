@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "view.h"
 
 /* Lowest key position query q may see (q + 1 when it sees none). */
 static int64_t

@@ -84,18 +84,6 @@ kvmesh_mesh_parse(const char *spec, int nranks, int sizes[KVMESH_NAXES])
     return KVMESH_SUCCESS;
 }
 
-void
-kvm_mesh_coords_of(const kvmesh_mesh_t *mesh, int rank,
-                      int coords[KVMESH_NAXES])
-{
-    int a;
-
-    for (a = KVMESH_NAXES - 1; a >= 0; a--) {
-        coords[a] = rank % mesh->size[a];
-        rank /= mesh->size[a];
-    }
-}
-
 int
 kvmesh_mesh_rank_of(const kvmesh_mesh_t *mesh, const int coords[KVMESH_NAXES])
 {
@@ -140,7 +128,7 @@ kvmesh_mesh_create(MPI_Comm comm, const char *spec, kvmesh_mesh_t **out)
     MPI_Comm_set_errhandler(m->cart, MPI_ERRORS_RETURN);
     MPI_Comm_rank(m->cart, &m->rank);
     m->nranks = nranks;
-    kvm_mesh_coords_of(m, m->rank, m->coord);
+    rc = MPI_Cart_coords(m->cart, m->rank, KVMESH_NAXES, m->coord);
     for (a = 0; a < KVMESH_NAXES && rc == MPI_SUCCESS; a++) {
         int remain[KVMESH_NAXES] = { 0 };
         remain[a] = 1;

@@ -12,8 +12,4 @@ struct kvmesh_mesh {
     int nranks, rank;
 };
 
-/** Coordinates of mesh rank \p rank (row-major, as MPI_Cart_create). */
-void kvm_mesh_coords_of(const kvmesh_mesh_t *mesh, int rank,
-                           int coords[KVMESH_NAXES]);
-
 #endif

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layout.h"
 #include "mesh.h"
-#include "partition.h"
 
 static void
 rule_set(kvmesh_rule_t *r, int naxes, const kvmesh_axis_t *axes)
@@ -83,45 +83,14 @@ kvmesh_partition_unset_decode_rule(kvmesh_partition_t *part,
 }
 
 const kvmesh_rule_t *
-kvm_partition_rule(const kvmesh_partition_t *part, kvmesh_mode_t mode,
-                      kvmesh_logical_t logical)
+kvm_rules_pick(const kvmesh_rule_t rules[2][KVMESH_NLOGICAL], kvmesh_mode_t mode,
+               kvmesh_logical_t logical)
 {
-    const kvmesh_rule_t *dec = &part->rules[KVMESH_RULES_DECODE][logical];
+    const kvmesh_rule_t *dec = &rules[KVMESH_RULES_DECODE][logical];
 
     if (mode != KVMESH_MODE_PREFILL && dec->set)
         return dec;
-    return &part->rules[KVMESH_RULES_STANDARD][logical];
-}
-
-void
-kvm_resolve(const kvmesh_partition_t *part, kvmesh_mode_t mode,
-            kvmesh_logical_t logical, int64_t size, const int *coords,
-            kvmesh_dim_t *dim)
-{
-    const kvmesh_rule_t *r = kvm_partition_rule(part, mode, logical);
-    int64_t prod = 1, block = 0;
-    int i;
-
-    if (!coords)
-        coords = part->mesh->coord;
-    for (i = 0; i < r->naxes; i++) {
-        int a = r->axes[i];
-        prod *= part->mesh->size[a];
-        block = block * part->mesh->size[a] + coords[a];
-    }
-    memset(dim, 0, sizeof *dim);
-    dim->size = size;
-    if (size % prod == 0) {       /* else the whole tuple is dropped */
-        dim->naxes = r->naxes;
-        memcpy(dim->axes, r->axes, sizeof r->axes);
-        dim->nblocks = prod;
-        dim->block = block;
-    } else {
-        dim->nblocks = 1;
-        dim->block = 0;
-    }
-    dim->local_size = size / dim->nblocks;
-    dim->offset = dim->block * dim->local_size;
+    return &rules[KVMESH_RULES_STANDARD][logical];
 }
 
 kvmesh_status_t
@@ -129,6 +98,7 @@ kvmesh_partition_resolve(const kvmesh_partition_t *part, kvmesh_mode_t mode,
                          kvmesh_logical_t logical, int64_t size,
                          const int coords[KVMESH_NAXES], kvmesh_dim_t *dim)
 {
+    kvm_layout_t lo;
     int a;
 
     if (!part || !dim || mode >= KVMESH_NMODES || logical >= KVMESH_NLOGICAL
@@ -137,22 +107,9 @@ kvmesh_partition_resolve(const kvmesh_partition_t *part, kvmesh_mode_t mode,
     for (a = 0; coords && a < KVMESH_NAXES; a++)
         if (coords[a] < 0 || coords[a] >= part->mesh->size[a])
             return KVMESH_ERR_ARG;
-    kvm_resolve(part, mode, logical, size, coords, dim);
+    kvm_layout_of(&lo, part, 1, 1, NULL, NULL);
+    kvm_layout_dim(&lo, mode, logical, size, coords ? coords : part->mesh->coord, dim);
     return KVMESH_SUCCESS;
-}
-
-bool
-kvm_dims_overlap(const kvmesh_mesh_t *mesh, const kvmesh_dim_t *a,
-                    const kvmesh_dim_t *b)
-{
-    int i, j;
-
-    /* an axis of size 1 splits nothing, so sharing it is harmless */
-    for (i = 0; i < a->naxes; i++)
-        for (j = 0; j < b->naxes; j++)
-            if (a->axes[i] == b->axes[j] && mesh->size[a->axes[i]] > 1)
-                return true;
-    return false;
 }
 
 kvmesh_status_t
@@ -161,10 +118,12 @@ kvmesh_partition_owners(const kvmesh_partition_t *part, kvmesh_mode_t mode,
                         const int64_t *shape, const int64_t *index,
                         int *ranks, int *nranks)
 {
+    kvm_layout_t lo;
     int r, d, count = 0;
 
     if (!part || ndims <= 0 || !logical || !shape || !index || !ranks || !nranks)
         return KVMESH_ERR_ARG;
+    kvm_layout_of(&lo, part, 1, 1, NULL, NULL);
     for (d = 0; d < ndims; d++)
         if (shape[d] <= 0 || index[d] < 0 || index[d] >= shape[d])
             return KVMESH_ERR_ARG;
@@ -172,12 +131,12 @@ kvmesh_partition_owners(const kvmesh_partition_t *part, kvmesh_mode_t mode,
         int coords[KVMESH_NAXES];
         bool owns = true;
 
-        kvm_mesh_coords_of(part->mesh, r, coords);
+        kvm_layout_coords(&lo, r, coords);
         for (d = 0; d < ndims && owns; d++) {
             kvmesh_dim_t dim;
             if (logical[d] >= KVMESH_NLOGICAL || mode >= KVMESH_NMODES)
                 return KVMESH_ERR_ARG;
-            kvm_resolve(part, mode, logical[d], shape[d], coords, &dim);
+            kvm_layout_dim(&lo, mode, logical[d], shape[d], coords, &dim);
             owns = index[d] >= dim.offset && index[d] < dim.offset + dim.local_size;
         }
         if (owns)

@@ -1,98 +1,57 @@
 /* Routing plans: for each mode, which rank holds which new tokens and which
  * rank must store them.  Input blocks are split along [BATCH, QUERY_LENGTH,
  * KV_HEAD, KV_HEAD_DIM] in the caller's mode, the cache along [BATCH,
- * KV_LENGTH, KV_HEAD, KV_HEAD_DIM] in PREFILL mode.  Tokens only travel
- * within a "query group": the ranks that differ only in their query-length
- * coordinates.  Each rank's cache rows, heads and dims must lie inside the
- * input block of every rank of its group; otherwise the layout is refused.
- * Everything here derives from mesh geometry, so every rank reaches the
- * same plan without a message. */
+ * KV_LENGTH, KV_HEAD, KV_HEAD_DIM] in PREFILL mode (src/layout.c gives both).
+ * Tokens only travel within a "query group": the ranks that differ only in
+ * their query-length coordinates.  Each rank's cache rows, heads and dims
+ * must lie inside the input block of every rank of its group; otherwise
+ * the layout is refused.  Everything here derives from the layout, so every
+ * rank reaches the same plan without a message. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache.h"
 #include "mesh.h"
+#include "view.h"
 
-static bool
-span_covers(kvmesh_span_t outer, kvmesh_span_t inner)
+/* Can every rank's group deliver its cache block in mode m with qprod
+ * query blocks?  Looks at every rank, so that all ranks share the verdict. */
+static kvmesh_status_t
+verdict_of(const kvmesh_cache_t *c, kvmesh_mode_t m, int64_t qprod)
 {
-    return outer.lo <= inner.lo && inner.lo + inner.len <= outer.lo + outer.len;
-}
+    const kvm_layout_t *lo = &c->layout;
+    int r, t;
+    int64_t k;
 
-/* d[2..5]: head K, dim K, head V, dim V of a block at coords in mode m */
-static void
-head_dims(const kvmesh_cache_t *c, kvmesh_mode_t m, const int *coords,
-          kvmesh_dim_t d[6])
-{
-    int t;
+    for (r = 0; r < lo->nranks; r++) {
+        int rc[KVMESH_NAXES];
+        kvmesh_dim_t q;
+        kvm_box_t in, cb;
 
-    for (t = 0; t < 2; t++) {
-        kvm_resolve(&c->part, m, KVMESH_KV_HEAD, c->H[t], coords, &d[2 + 2 * t]);
-        kvm_resolve(&c->part, m, KVMESH_KV_HEAD_DIM, c->D[t], coords, &d[3 + 2 * t]);
+        kvm_layout_coords(lo, r, rc);
+        for (t = 0; t < 2; t++) {
+            if (!kvm_layout_input_box(lo, m, rc, t, qprod, qprod, &in, &q))
+                return KVMESH_ERR_LAYOUT;
+            (void) kvm_layout_cache_box(lo, rc, t, c->S, &cb);
+            for (k = 0; k < qprod; k++) {
+                int sc[KVMESH_NAXES];
+                kvm_layout_member(lo, &q, k, rc, sc);
+                (void) kvm_layout_input_box(lo, m, sc, t, qprod, qprod, &in, NULL);
+                if (!kvm_box_covers(&in, &cb, 1))
+                    return KVMESH_ERR_LAYOUT;
+            }
+        }
     }
-}
-
-/* dims of the cache block at coords: batch, kv, head K, dim K, head V, dim V */
-static void
-cache_dims(const kvmesh_cache_t *c, const int *coords, kvmesh_dim_t d[6])
-{
-    kvm_resolve(&c->part, KVMESH_MODE_PREFILL, KVMESH_BATCH, c->B, coords, &d[0]);
-    kvm_resolve(&c->part, KVMESH_MODE_PREFILL, KVMESH_KV_LENGTH, c->S, coords, &d[1]);
-    head_dims(c, KVMESH_MODE_PREFILL, coords, d);
-}
-
-/* dims of an input block at coords: as cache_dims() with d[1] the query
- * length split in qprod blocks (qprod 1: replicated) */
-static void
-input_dims(const kvmesh_cache_t *c, kvmesh_mode_t m, int64_t qprod,
-           const int *coords, kvmesh_dim_t d[6])
-{
-    kvm_resolve(&c->part, m, KVMESH_BATCH, c->B, coords, &d[0]);
-    if (qprod > 1) {
-        kvm_resolve(&c->part, m, KVMESH_QUERY_LENGTH, qprod, coords, &d[1]);
-    } else {
-        memset(&d[1], 0, sizeof d[1]);
-        d[1].size = d[1].nblocks = d[1].local_size = 1;
-    }
-    head_dims(c, m, coords, d);
-}
-
-/* a 4-d tensor [batch, length, head, dim] may not use a mesh axis twice */
-static bool
-dims_valid(const kvmesh_mesh_t *mesh, const kvmesh_dim_t d[6])
-{
-    static const int use[2][4] = { { 0, 1, 2, 3 }, { 0, 1, 4, 5 } };
-    int t, i, j;
-
-    for (t = 0; t < 2; t++)
-        for (i = 0; i < 4; i++)
-            for (j = i + 1; j < 4; j++)
-                if (kvm_dims_overlap(mesh, &d[use[t][i]], &d[use[t][j]]))
-                    return false;
-    return true;
-}
-
-/* coords of the holder of query block k in the group of \p coords */
-static void
-group_member(const kvmesh_mesh_t *mesh, const kvmesh_dim_t *q, int64_t k,
-             const int *coords, int *out)
-{
-    int i;
-
-    memcpy(out, coords, KVMESH_NAXES * sizeof *out);
-    for (i = q->naxes - 1; i >= 0; i--) {
-        int a = q->axes[i];
-        out[a] = (int) (k % mesh->size[a]);
-        k /= mesh->size[a];
-    }
+    return KVMESH_SUCCESS;
 }
 
 static kvmesh_status_t
 plan_build(kvmesh_cache_t *c, kvmesh_mode_t m, int64_t qprod, kvmesh_plan_t *pl)
 {
-    const kvmesh_mesh_t *mesh = c->mesh;
-    kvmesh_dim_t in[6], cd[6];
-    int r, t;
+    const kvm_layout_t *lo = &c->layout;
+    const int *me = c->mesh->coord;
+    kvmesh_dim_t q;
+    int t;
     int64_t k;
 
     pl->qprod = qprod;
@@ -101,62 +60,20 @@ plan_build(kvmesh_cache_t *c, kvmesh_mode_t m, int64_t qprod, kvmesh_plan_t *pl)
     pl->peer_kblock = malloc((size_t) qprod * sizeof *pl->peer_kblock);
     if (!pl->peer || !pl->peer_rows || !pl->peer_kblock)
         return KVMESH_ERR_NOMEM;
-
-    input_dims(c, m, qprod, mesh->coord, in);
-    pl->qblock = in[1].block;
-    pl->in_rows = kvm_span_of(&in[0]);
-    for (t = 0; t < 2; t++) {
-        pl->in_head[t] = kvm_span_of(&in[2 + 2 * t]);
-        pl->in_dim[t] = kvm_span_of(&in[3 + 2 * t]);
-    }
+    for (t = 0; t < 2; t++)
+        (void) kvm_layout_input_box(lo, m, me, t, qprod, qprod, &pl->in[t], &q);
+    pl->qblock = q.block;
     for (k = 0; k < qprod; k++) {
         int pc[KVMESH_NAXES];
-        group_member(mesh, &in[1], k, mesh->coord, pc);
-        pl->peer[k] = kvmesh_mesh_rank_of(mesh, pc);
-        cache_dims(c, pc, cd);
-        pl->peer_rows[k] = kvm_span_of(&cd[0]);
-        kvm_resolve(&c->part, KVMESH_MODE_PREFILL, KVMESH_KV_LENGTH, c->kprod, pc, &cd[1]);
-        pl->peer_kblock[k] = cd[1].block;
+        kvm_box_t cb;
+        kvm_layout_member(lo, &q, k, me, pc);
+        pl->peer[k] = kvm_layout_rank(lo, pc);
+        (void) kvm_layout_cache_box(lo, pc, 0, c->S, &cb);
+        pl->peer_rows[k] = cb.d[0];
+        pl->peer_kblock[k] = kvm_layout_kblock(lo, pc);
     }
-
-    /* the verdict looks at every rank, so that all ranks share it */
-    pl->verdict = KVMESH_SUCCESS;
-    for (r = 0; r < mesh->nranks && pl->verdict == KVMESH_SUCCESS; r++) {
-        int rc[KVMESH_NAXES];
-        kvmesh_dim_t rin[6];
-
-        kvm_mesh_coords_of(mesh, r, rc);
-        cache_dims(c, rc, cd);
-        input_dims(c, m, qprod, rc, rin);
-        if (!dims_valid(mesh, rin))
-            pl->verdict = KVMESH_ERR_LAYOUT;
-        for (k = 0; k < qprod && pl->verdict == KVMESH_SUCCESS; k++) {
-            int sc[KVMESH_NAXES];
-            kvmesh_dim_t sin[6];
-            int i;
-
-            group_member(mesh, &rin[1], k, rc, sc);
-            input_dims(c, m, qprod, sc, sin);
-            for (i = 0; i < 6; i++)
-                if (i != 1 && !span_covers(kvm_span_of(&sin[i]), kvm_span_of(&cd[i])))
-                    pl->verdict = KVMESH_ERR_LAYOUT;
-        }
-    }
+    pl->verdict = verdict_of(c, m, qprod);
     return KVMESH_SUCCESS;
-}
-
-/* product of the mesh sizes of the query-length rule of mode m */
-static int64_t
-query_blocks(const kvmesh_cache_t *c, kvmesh_mode_t m)
-{
-    const kvmesh_rule_t *r = kvm_partition_rule(&c->part, m,
-                                                   KVMESH_QUERY_LENGTH);
-    int64_t prod = 1;
-    int i;
-
-    for (i = 0; i < r->naxes; i++)
-        prod *= c->mesh->size[r->axes[i]];
-    return prod;
 }
 
 /* Most tokens one routed message carries: a run lies inside one query
@@ -188,7 +105,9 @@ kvm_plans_build(kvmesh_cache_t *c)
             int64_t k, sends = 0;
             kvmesh_status_t st;
 
-            st = plan_build(c, (kvmesh_mode_t) m, v ? query_blocks(c, m) : 1, pl);
+            st = plan_build(c, (kvmesh_mode_t) m,
+                            v ? kvm_layout_nblocks(&c->layout, (kvmesh_mode_t) m,
+                                                   KVMESH_QUERY_LENGTH) : 1, pl);
             if (st != KVMESH_SUCCESS)
                 return st;
             if (pl->verdict != KVMESH_SUCCESS || pl->qprod == 1)
@@ -201,11 +120,11 @@ kvm_plans_build(kvmesh_cache_t *c)
             if (4 * (sends + (pl->qprod - 1) * c->rows.len) > nreqs)
                 nreqs = 4 * (sends + (pl->qprod - 1) * c->rows.len);
             /* a staged message: one run of a row's query block into the
-             * kv slots of one layer (runs_into() in view.c) */
+             * kv slots of one layer (route() in view.c) */
             for (t = 0; t < 2; t++) {
                 size_t b = (size_t) longest_run(c, pl->qprod) *
-                           (size_t) pl->in_head[t].len *
-                           (size_t) pl->in_dim[t].len * sizeof(float);
+                           (size_t) pl->in[t].d[2].len *
+                           (size_t) pl->in[t].d[3].len * sizeof(float);
                 if (b > (size_t) INT32_MAX)
                     pl->verdict = KVMESH_ERR_OVERFLOW;
                 else if (b > scratch)
@@ -241,4 +160,12 @@ kvm_plans_free(kvmesh_cache_t *c)
         }
     free(c->reqs);
     free(c->scratch);
+}
+
+const kvmesh_plan_t *
+kvm_plan_of(const kvmesh_cache_t *c, kvmesh_mode_t mode, int64_t n)
+{
+    int64_t qprod = c->plan[mode][1].qprod;
+
+    return &c->plan[mode][qprod > 1 && n >= qprod && n % qprod == 0];
 }

@@ -12,43 +12,26 @@
 #include "quant.h"
 #include "ring.h"
 #include "status.h"
+#include "view.h"
 
 /* A run of new tokens [j0, j1) of one row that lands in consecutive
  * storage slots from slot on. */
 typedef struct {
     int64_t j0, j1, slot;
-} kvm_run_t;
+} kvm_tokrun_t;
 
 /* The runs of query block [qlo, qlo + nq) of a row holding c tokens that
- * land in slots kv.  A FULL row gives at most one run; a ring wraps at most
- * once (an append is no longer than the ring), so at most two. */
+ * land in slots kv: at most two (a ring wraps at most once, as an append
+ * is never longer than a ring: n <= A <= len). */
 static int
-runs_into(const kvmesh_view_t *v, int64_t c, int64_t n, int64_t qlo, int64_t nq,
-          kvmesh_span_t kv, kvm_run_t run[2])
+runs_into(const kvmesh_view_t *v, int64_t c, int64_t qlo, int64_t nq,
+          kvmesh_span_t kv, kvm_tokrun_t out[2])
 {
-    int64_t j0 = qlo, j1 = qlo + nq;
-    int count = 0;
+    kvm_run_t run[2];
+    int i, count = kvm_layout_runs(v->len, v->ring, c + qlo, c + qlo + nq, kv, run);
 
-    if (!v->ring) {
-        if (j0 < kv.lo - c)
-            j0 = kv.lo - c;
-        if (j1 > kv.lo + kv.len - c)
-            j1 = kv.lo + kv.len - c;
-        if (j0 < j1)
-            run[count++] = (kvm_run_t) { j0, j1, c + j0 };
-        return count;
-    }
-    if (j0 < n - v->len)
-        j0 = n - v->len;
-    while (j0 < j1) {
-        int64_t s = (c + j0) % v->len;                 /* slot of token j0 */
-        int64_t m = j1 - j0 < v->len - s ? j1 - j0 : v->len - s;
-        int64_t a = s > kv.lo ? s : kv.lo;
-        int64_t b = s + m < kv.lo + kv.len ? s + m : kv.lo + kv.len;
-        if (a < b)
-            run[count++] = (kvm_run_t) { j0 + a - s, j0 + b - s, a };
-        j0 += m;
-    }
+    for (i = 0; i < count; i++)
+        out[i] = (kvm_tokrun_t) { run[i].p0 - c, run[i].p1 - c, run[i].slot };
     return count;
 }
 
@@ -83,7 +66,7 @@ static kvm_put_t
 put_of(const kvmesh_view_t *v, const kvmesh_plan_t *pl, int t, kvmesh_dtype_t sdt)
 {
     const kvmesh_cache_t *c = v->cache;
-    const kvmesh_span_t ih = pl->in_head[t], id = pl->in_dim[t];
+    const kvmesh_span_t ih = pl->in[t].d[2], id = pl->in[t].d[3];
     const kvmesh_span_t h = c->head[t], d = c->dim[t];
 
     return (kvm_put_t) { c, t, sdt, sdt == KVMESH_F32 ? 4 : 2, (char *) v->data[t],
@@ -232,7 +215,7 @@ append_one(const kvmesh_view_t *v, const kvmesh_plan_t *pl, const kvm_put_t put[
         if ((s = next_slot(v, gb)) < 0)
             continue;
         for (t = 0; t < 2; t++) {
-            const char *src = (const char *) in[t] + (size_t) (gb - pl->in_rows.lo) * tok[t];
+            const char *src = (const char *) in[t] + (size_t) (gb - pl->in[0].d[0].lo) * tok[t];
             if (c->quant == KVMESH_QUANT_INT8)
                 batch[nb++] = q8_run(&put[t], gb - c->rows.lo, s, src, gb != last);
             else
@@ -255,7 +238,7 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
     /* the decode step divides nothing: a 64-bit division takes as long as
      * quantizing a head vector */
     const int64_t nq = pl->qprod == 1 ? n : n / pl->qprod, qlo = pl->qblock * nq;
-    kvm_run_t run[2];
+    kvm_tokrun_t run[2];
     kvm_put_t put[2];
     size_t tok[2];
     int64_t k, gb, nreq = 0;
@@ -277,31 +260,31 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
         kvmesh_span_t kv;
         if (k == pl->qblock)
             continue;
-        kv = kvm_kv_span(c, v->len, pl->peer_kblock[k]);
+        kv = kvm_layout_kv_span(&c->layout, v->len, pl->peer_kblock[k]);
         for (gb = pl->peer_rows[k].lo;
              gb < pl->peer_rows[k].lo + pl->peer_rows[k].len; gb++) {
-            nrun = runs_into(v, v->indexs[gb], n, qlo, nq, kv, run);
+            nrun = runs_into(v, v->indexs[gb], qlo, nq, kv, run);
             for (r = 0; r < nrun; r++)
                 for (t = 0; t < 2 && rc == MPI_SUCCESS; t++) {
                     const char *s = (const char *) in[t] + (size_t)
-                        ((gb - pl->in_rows.lo) * nq + run[r].j0 - qlo) * tok[t];
+                        ((gb - pl->in[0].d[0].lo) * nq + run[r].j0 - qlo) * tok[t];
                     rc = MPI_Isend(s, (int) ((size_t) (run[r].j1 - run[r].j0) * tok[t]),
                                    MPI_BYTE, pl->peer[k], t, c->comm, &c->reqs[nreq++]);
                 }
         }
     }
     for (gb = c->rows.lo; c->quant && gb < c->rows.lo + c->rows.len; gb++) {
-        nrun = runs_into(v, v->indexs[gb], n, qlo, nq, v->kv, run);
+        nrun = runs_into(v, v->indexs[gb], qlo, nq, v->kv, run);
         for (r = 0; r < nrun; r++)
             prefetch_scales(v, gb - c->rows.lo, run[r].slot - v->kv.lo);
     }
     /* my own tokens that I store */
     for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++) {
-        nrun = runs_into(v, v->indexs[gb], n, qlo, nq, v->kv, run);
+        nrun = runs_into(v, v->indexs[gb], qlo, nq, v->kv, run);
         for (r = 0; r < nrun; r++)
             for (t = 0; t < 2; t++)
                 place(&put[t], gb - c->rows.lo, run[r].slot - v->kv.lo,
-                      (const char *) in[t] + (size_t) ((gb - pl->in_rows.lo) * nq +
+                      (const char *) in[t] + (size_t) ((gb - pl->in[0].d[0].lo) * nq +
                                                        run[r].j0 - qlo) * tok[t],
                       run[r].j1 - run[r].j0, 1);
     }
@@ -311,7 +294,7 @@ route(kvmesh_view_t *v, const kvmesh_plan_t *pl, int64_t n,
             continue;
         for (gb = c->rows.lo; gb < c->rows.lo + c->rows.len; gb++) {
             int64_t row = gb - c->rows.lo;
-            nrun = runs_into(v, v->indexs[gb], n, k * nq, nq, v->kv, run);
+            nrun = runs_into(v, v->indexs[gb], k * nq, nq, v->kv, run);
             for (r = 0; r < nrun; r++)
                 for (t = 0; t < 2 && rc == MPI_SUCCESS; t++) {
                     int64_t slot = run[r].slot - v->kv.lo, ntok = run[r].j1 - run[r].j0;
@@ -348,7 +331,7 @@ kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
     kvmesh_status_t st = KVMESH_SUCCESS;
     const kvmesh_plan_t *pl;
     kvmesh_cache_t *c;
-    int64_t b, qprod;
+    int64_t b;
 
     if (!v)
         return KVMESH_ERR_ARG;
@@ -369,8 +352,7 @@ kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
     for (b = 0; b < c->B; b++)
         if (n > c->S - v->indexs[b])
             return KVMESH_ERR_CAPACITY;
-    qprod = c->plan[mode][1].qprod;
-    pl = &c->plan[mode][qprod > 1 && n >= qprod && n % qprod == 0];
+    pl = kvm_plan_of(c, mode, n);
     KVMESH_TRY(pl->verdict);
     KVMESH_TRY(route(v, pl, n, dtype, in));
     for (b = 0; b < c->B; b++)

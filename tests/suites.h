@@ -25,6 +25,7 @@ int add_partition_suite(void);
 int add_meta_suite(void);
 int add_mask_suite(void);
 int add_ring_suite(void);
+int add_layout_suite(void);
 int add_quant_suite(void);
 
 #endif

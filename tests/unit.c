@@ -41,7 +41,7 @@ main(int argc, char **argv)
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 2;
     if (add_dtype_suite() || add_mesh_suite() || add_partition_suite() ||
-        add_meta_suite() || add_mask_suite() || add_ring_suite() ||
+        add_meta_suite() || add_mask_suite() || add_ring_suite() || add_layout_suite() ||
         add_quant_suite()) {
         fprintf(stderr, "unit: cannot register suites: %s\n", CU_get_error_msg());
         CU_cleanup_registry();
