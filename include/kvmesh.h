@@ -15,6 +15,30 @@
  * status on every rank; on failure it leaves every rank's objects as they
  * were.  "Local" functions involve no other rank.  Handles are opaque;
  * `kvmesh_X_free(&h)` accepts NULL and sets `*h` to NULL.
+ *
+ * Rows, slots and positions.  A `row` argument is always a global batch
+ * row (0 <= row < B).  A `slot` is a local storage slot of this rank's
+ * block (0 <= slot < kvmesh_view_local()'s shape[1]); a `pos` is an
+ * absolute token position of a row.  Output buffers come with their size
+ * (bytes, or elements where named so): a buffer too small is an error,
+ * never an overflow.
+ *
+ * Checked and unchecked mode.  Calls that exchange messages anyway (mesh
+ * and cache create, free, insert_starts / insert_index) always agree on
+ * one status.  The per-token call, kvmesh_view_concatenate(), cannot
+ * afford that message: in unchecked mode (the default) it decides every
+ * error that depends on replicated state alone (capacity, max_append,
+ * layout) identically on every rank without a message, and trusts that
+ * every rank passes the same mode, n, dtype and layer.  An error found
+ * only locally (a NULL input on one rank, an MPI failure) is returned on
+ * that rank alone; from then on that rank refuses every call on the cache
+ * with KVMESH_ERR_DIVERGED (the other ranks may have gone on, or wait in a
+ * routed append for its tokens), and the next call on the cache that
+ * exchanges messages fails with KVMESH_ERR_DIVERGED on every rank, as does
+ * any such call that finds the ranks' indexs or starts different.  Free
+ * the cache then.  Checked mode (params.checked or KVMESH_CHECK=1) agrees
+ * on every call's arguments with one allreduce, so that every error is
+ * returned on every rank and nothing diverges.
  */
 #ifndef KVMESH_H
 #define KVMESH_H
@@ -35,7 +59,13 @@ extern "C" {
 #endif
 
 #define KVMESH_VERSION_MAJOR 0
-#define KVMESH_VERSION_MINOR 1
+#define KVMESH_VERSION_MINOR 2
+#define KVMESH_VERSION_PATCH 0
+
+/** The version of the library the program runs with (the KVMESH_VERSION_*
+ *  macros give the one it was compiled against).  Any pointer may be NULL.
+ *  Local. */
+void kvmesh_version(int *major, int *minor, int *patch);
 
 /* ------------------------------------------------------------------------ */
 /** \name Status codes */
@@ -55,6 +85,8 @@ typedef enum {
     KVMESH_ERR_TOO_LONG,    /**< append of more tokens than max_append */
     KVMESH_ERR_OVERFLOW,    /**< a size does not fit in size_t / int64_t */
     KVMESH_ERR_MISMATCH,    /**< ranks passed different arguments */
+    KVMESH_ERR_DIVERGED,    /**< this cache's replicated state differs
+                                 between ranks (unchecked mode) */
     KVMESH_ERR_NOMEM,       /**< memory allocation failed */
     KVMESH_ERR_MPI = 1000   /**< MPI failed; status - KVMESH_ERR_MPI is its code */
 } kvmesh_status_t;
@@ -214,14 +246,16 @@ kvmesh_partition_resolve(const kvmesh_partition_t *part, kvmesh_mode_t mode,
 
 /** Lists the ranks (of the mesh communicator) that hold element \p index of
  *  an array of \p ndims dimensions with the given logical axes and shape,
- *  in \p mode.  \p ranks needs room for the communicator size.  Local.
- *  \param [out] ranks   owning ranks, ascending
- *  \param [out] nranks  how many */
+ *  in \p mode.  KVMESH_ERR_ARG when more than \p max_ranks hold it (the
+ *  mesh size is always enough).  Local.
+ *  \param [out] ranks      owning ranks, ascending
+ *  \param [in]  max_ranks  room in \p ranks
+ *  \param [out] nranks     how many */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_partition_owners(const kvmesh_partition_t *part, kvmesh_mode_t mode,
                         int ndims, const kvmesh_logical_t *logical,
                         const int64_t *shape, const int64_t *index,
-                        int *ranks, int *nranks);
+                        int *ranks, int max_ranks, int *nranks);
 
 /* ------------------------------------------------------------------------ */
 /** \name Cache metadata (TransformerCacheMetaData.create) */
@@ -289,22 +323,28 @@ typedef struct kvmesh_mask kvmesh_mask_t;
  *  positions [indexs[b] - n, indexs[b]).  Local. */
 int64_t kvmesh_mask_queries(const kvmesh_mask_t *mask);
 
-/** May query \p i (0 <= i < n) of global row \p row see kv position \p k?
- *  Out-of-range arguments give false.  Local. */
+/** May query \p i (0 <= i < n) of global row \p row see the key at
+ *  absolute position \p pos?  Exactly the rule of
+ *  kvmesh_mask_detail_allows() for keys written so far: the cache still
+ *  holds every key it allows.  Out-of-range arguments give false.  Local. */
 bool kvmesh_mask_allows(const kvmesh_mask_t *mask, int64_t row, int64_t i,
-                        int64_t k);
+                        int64_t pos);
 
 /** Writes the boolean mask of this rank's local block, shape
- *  [B_local, n, S_local], in storage-slot order (for a SLIDING layer the
- *  ring's slots), 1 = visible.  Local. */
+ *  [B_local, n, S_local] (B_local, S_local: kvmesh_view_local()'s shape),
+ *  in local storage-slot order (for a SLIDING layer the ring's slots),
+ *  1 = visible.  KVMESH_ERR_ARG when \p out_bytes is smaller.  Local. */
 KVMESH_NODISCARD kvmesh_status_t
-kvmesh_mask_materialize(const kvmesh_mask_t *mask, uint8_t *out);
+kvmesh_mask_materialize(const kvmesh_mask_t *mask, uint8_t *out, size_t out_bytes);
 
 /* ------------------------------------------------------------------------ */
 /** \name The cache and its layers */
 
 typedef struct kvmesh_cache kvmesh_cache_t;
 typedef struct kvmesh_view kvmesh_view_t;
+
+/** Which tensor of a layer. */
+typedef enum { KVMESH_KEY = 0, KVMESH_VALUE = 1 } kvmesh_kv_t;
 
 /** Storage of the cache's K/V (DESIGN §6).  Quantized storage keeps, per
  *  head vector of D elements: INT8, D int8 codes and one f32 scale
@@ -359,8 +399,10 @@ KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
                   const kvmesh_cache_params_t *params, kvmesh_cache_t **cache);
 
-/** Frees the cache; accepts NULL.  Collective on the mesh communicator. */
-void kvmesh_cache_free(kvmesh_cache_t **cache);
+/** Frees the cache; accepts NULL.  Returns KVMESH_ERR_DIVERGED on every
+ *  rank when the ranks' replicated state had diverged (it frees anyway).
+ *  Collective on the mesh communicator. */
+kvmesh_status_t kvmesh_cache_free(kvmesh_cache_t **cache);
 
 /** Number of layers.  Local. */
 int64_t kvmesh_cache_layers(const kvmesh_cache_t *cache);
@@ -368,6 +410,22 @@ int64_t kvmesh_cache_layers(const kvmesh_cache_t *cache);
 /** The largest append A (kvmesh_cache_params_t.max_append, resolved).
  *  Local. */
 int64_t kvmesh_cache_max_append(const kvmesh_cache_t *cache);
+
+/** Storage element type and quantization.  Local. */
+kvmesh_dtype_t kvmesh_cache_dtype(const kvmesh_cache_t *cache);
+kvmesh_quant_t kvmesh_cache_quant(const kvmesh_cache_t *cache);
+
+/** Bytes of one stored head vector of this rank's key or value block: its
+ *  local head dim in the cache dtype, or the codes of a whole head vector
+ *  for INT8 (D bytes) and NF4 (ceil(D / 2) bytes; scales apart, see
+ *  kvmesh_view_scales()).  Local. */
+size_t kvmesh_cache_head_bytes(const kvmesh_cache_t *cache, kvmesh_kv_t which);
+
+/** The resolved metadata the cache was made with.  Local. */
+void kvmesh_cache_meta(const kvmesh_cache_t *cache, kvmesh_meta_params_t *p);
+
+/** The mesh the cache lives on.  Local. */
+const kvmesh_mesh_t *kvmesh_cache_mesh(const kvmesh_cache_t *cache);
 
 /** Bytes of K/V storage this rank holds.  Local. */
 size_t kvmesh_cache_local_bytes(const kvmesh_cache_t *cache);
@@ -387,9 +445,6 @@ kvmesh_cache_insert_starts(kvmesh_cache_t *cache, int64_t slot, int64_t count,
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_insert_index(kvmesh_cache_t *cache, int64_t slot, int64_t count,
                           const int32_t *values);
-
-/** Which tensor of a layer. */
-typedef enum { KVMESH_KEY = 0, KVMESH_VALUE = 1 } kvmesh_kv_t;
 
 /** Geometry of a rank-local 4-d block of a global [B, L, H, D] array. */
 typedef struct {
@@ -430,20 +485,38 @@ kvmesh_view_local(const kvmesh_view_t *view, kvmesh_kv_t which,
                   const void **data, kvmesh_block_t *block);
 
 /** Absolute position held by local storage slot \p slot of global row
- *  \p row (-1: none yet).  FULL and CHUNK slots hold their own position;
- *  a SLIDING slot s holds the newest position p < indexs[row] with
- *  p mod R == s (R: the ring's length, kvmesh_view_local()'s global[1]).
+ *  \p row (-1: none yet).  Local slot s is global slot offset[1] + s of
+ *  kvmesh_view_local()'s block.  FULL and CHUNK global slots hold their own
+ *  position; a SLIDING global slot g holds the newest position
+ *  p < indexs[row] with p mod R == g (R: the ring's length, global[1]).
  *  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_view_slot_position(const kvmesh_view_t *view, int64_t row, int64_t slot,
                           int64_t *pos);
 
-/** Reads local slots [pos0, pos1) of local row \p row of the key or
- *  value block, all local heads, converted (or dequantized) to \p dtype,
- *  into \p out, laid out [slot][head][dim].  Local. */
+/** Reads local slots [slot0, slot1) of global row \p row (one of this
+ *  rank's rows) of the key or value block, all local heads, converted (or
+ *  dequantized) to \p dtype, into \p out, laid out [slot][head][dim]:
+ *  (slot1 - slot0) x local heads x local dims elements, which must fit in
+ *  \p out_bytes.  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_view_read(const kvmesh_view_t *view, kvmesh_kv_t which, int64_t row,
-                 int64_t pos0, int64_t pos1, kvmesh_dtype_t dtype, void *out);
+                 int64_t slot0, int64_t slot1, kvmesh_dtype_t dtype, void *out,
+                 size_t out_bytes);
+
+/** The communicator to merge this layer's partial attention results over
+ *  (flash-decoding style: each rank attends over its local slots): the
+ *  ranks that hold the other kv-length blocks of this rank's rows and
+ *  heads, a rank's rank in it being its kv-length block index.  A layer
+ *  whose storage stays whole (its length does not divide over the
+ *  kv-length blocks) is held entirely by every rank, and this is then
+ *  MPI_COMM_SELF, so that a merge never counts a replica twice.  Owned by
+ *  the cache.  Local. */
+MPI_Comm kvmesh_view_kv_comm(const kvmesh_view_t *view);
+
+/** True when this layer's storage is not split over the kv-length blocks
+ *  (see kvmesh_view_kv_comm()).  Local. */
+bool kvmesh_view_whole(const kvmesh_view_t *view);
 
 /** Scales of a quantized local block, laid out [row][slot][head][per_head]
  *  next to the codes of kvmesh_view_local(); \p per_head is 1 for INT8 and

@@ -183,14 +183,15 @@ compare(kvmesh_cache_t *c, ref_cache_t *r, int64_t only, const char *ctx)
                                         : compare_quant(r, l, t, v, data, &blk);
             H_CHECK(bad == 0, "%s: layer %ld %s: %ld stored elements differ", ctx,
                     (long) l, t ? "value" : "key", (long) bad);
-            /* the converting (dequantizing) read of the last local row gives
-             * the reference's values */
+            /* the converting (dequantizing) read of the last local row
+             * (a global row number) gives the reference's values */
             {
                 int64_t per = blk.shape[1] * blk.shape[2] * blk.shape[3];
-                int64_t row = blk.shape[0] - 1;
-                float *f = malloc((size_t) per * sizeof *f);
-                H_OK(kvmesh_view_read(v, (kvmesh_kv_t) t, row, 0, blk.shape[1],
-                                      KVMESH_F32, f));
+                int64_t row = blk.shape[0] - 1, grow = blk.offset[0] + row;
+                size_t fb = (size_t) per * sizeof(float);
+                float *f = malloc(fb);
+                H_OK(kvmesh_view_read(v, (kvmesh_kv_t) t, grow, 0, blk.shape[1],
+                                      KVMESH_F32, f, fb));
                 bad = 0, i = 0;
                 for (s = 0; s < blk.shape[1]; s++)
                     for (h = 0; h < blk.shape[2]; h++)
@@ -200,8 +201,16 @@ compare(kvmesh_cache_t *c, ref_cache_t *r, int64_t only, const char *ctx)
                                                             blk.offset[2] + h,
                                                             blk.offset[3] + d);
                 H_CHECK(bad == 0, "%s: view_read differs in %ld elements", ctx, (long) bad);
-                H_CHECK(kvmesh_view_read(v, (kvmesh_kv_t) t, row, 1, 0, KVMESH_F32, f)
-                        == KVMESH_ERR_ARG, "%s: view_read accepts pos0 > pos1", ctx);
+                H_CHECK(kvmesh_view_read(v, (kvmesh_kv_t) t, grow, 1, 0, KVMESH_F32, f, fb)
+                        == KVMESH_ERR_ARG, "%s: view_read accepts slot0 > slot1", ctx);
+                H_CHECK(kvmesh_view_read(v, (kvmesh_kv_t) t, grow, 0, blk.shape[1],
+                                         KVMESH_F32, f, fb - 1) == KVMESH_ERR_ARG,
+                        "%s: view_read accepts a buffer too small", ctx);
+                H_CHECK(blk.shape[0] == B ||
+                        kvmesh_view_read(v, (kvmesh_kv_t) t,
+                                         (blk.offset[0] + blk.shape[0]) % B, 0, 1,
+                                         KVMESH_F32, f, fb) == KVMESH_ERR_ARG,
+                        "%s: view_read accepts a row of another rank", ctx);
                 free(f);
             }
         }
@@ -247,7 +256,7 @@ check_visible_sets(kvmesh_cache_t *c, ref_cache_t *r, int64_t l,
     H_OK(kvmesh_view_local(v, KVMESH_KEY, NULL, &blk));
     out = malloc((size_t) (blk.shape[0] * n * blk.shape[1]));
     seen = calloc((size_t) (B * n * S), 1);
-    H_OK(kvmesh_mask_materialize(m, out));
+    H_OK(kvmesh_mask_materialize(m, out, (size_t) (blk.shape[0] * n * blk.shape[1])));
     for (b = 0; b < blk.shape[0]; b++)
         for (i = 0; i < n; i++)
             for (s = 0; s < blk.shape[1]; s++)
@@ -285,7 +294,10 @@ check_mask(kvmesh_cache_t *c, ref_cache_t *r, int64_t l, const kvmesh_mask_t *m,
     H_OK(kvmesh_view_local(v, KVMESH_KEY, NULL, &blk));
     H_CHECK(kvmesh_mask_queries(m) == n, "%s: mask n", ctx);
     out = malloc((size_t) (blk.shape[0] * n * blk.shape[1]));
-    H_CHECK(kvmesh_mask_materialize(m, out) == KVMESH_SUCCESS, "%s: materialize", ctx);
+    H_CHECK(kvmesh_mask_materialize(m, out, (size_t) (blk.shape[0] * n * blk.shape[1]))
+            == KVMESH_SUCCESS, "%s: materialize", ctx);
+    H_CHECK(kvmesh_mask_materialize(m, out, (size_t) (blk.shape[0] * n * blk.shape[1]) - 1)
+            == KVMESH_ERR_ARG, "%s: materialize into a buffer too small", ctx);
     for (b = 0; b < blk.shape[0]; b++)
         for (i = 0; i < n; i++)
             for (s = 0; s < blk.shape[1]; s++) {
@@ -460,7 +472,7 @@ run_sequence(const char *spec, int variant, int combo, uint64_t seed, bool sweep
             }
 done:
     ref_free(mo.r);
-    kvmesh_cache_free(&mo.c);
+    H_OK(kvmesh_cache_free(&mo.c));
     kvmesh_meta_free(&meta);
     kvmesh_partition_free(&part);
     kvmesh_mesh_free(&mesh);

@@ -11,7 +11,7 @@
 /* details: NULL for all FULL layers */
 static kvmesh_status_t
 make_cache(kvmesh_mesh_t *mesh, kvmesh_partition_t **part, kvmesh_cache_t **c,
-           int64_t batch, const kvmesh_mask_detail_t *details)
+           int64_t batch, const kvmesh_mask_detail_t *details, bool checked)
 {
     kvmesh_meta_params_t mp;
     kvmesh_cache_params_t cp;
@@ -26,7 +26,7 @@ make_cache(kvmesh_mesh_t *mesh, kvmesh_partition_t **part, kvmesh_cache_t **c,
     st = kvmesh_meta_create(&mp, &meta);
     H_CHECK(st == KVMESH_SUCCESS, "meta: %s", kvmesh_strerror(st));
     kvmesh_cache_params_init(&cp);
-    cp.checked = true;
+    cp.checked = checked;
     cp.details = details;
     st = kvmesh_cache_init(meta, *part, &cp, c);
     kvmesh_meta_free(&meta);
@@ -108,7 +108,7 @@ main(int argc, char **argv)
 
     /* metadata that differs on one rank */
     if (h_size > 1) {
-        st = make_cache(mesh, &part, &c, last ? B + 1 : B, NULL);
+        st = make_cache(mesh, &part, &c, last ? B + 1 : B, NULL, true);
         h_expect_all(st, KVMESH_ERR_MISMATCH, "different metadata on one rank");
         H_CHECK(c == NULL, "cache created despite the error");
     }
@@ -121,10 +121,10 @@ main(int argc, char **argv)
         kvmesh_mask_detail_t bad[2] = { { KVMESH_MASK_CHUNK, 0, 4 },
                                         { KVMESH_MASK_SLIDING, 0, 0 } };
         if (h_size > 1) {
-            st = make_cache(mesh, &part, &c, B, last ? slide : full);
+            st = make_cache(mesh, &part, &c, B, last ? slide : full, true);
             h_expect_all(st, KVMESH_ERR_MISMATCH, "layer kind differs on one rank");
         }
-        st = make_cache(mesh, &part, &c, B, last ? bad : slide);
+        st = make_cache(mesh, &part, &c, B, last ? bad : slide, true);
         h_expect_all(st, KVMESH_ERR_ARG, "window 0 on one rank");
         H_CHECK(c == NULL, "cache created despite the error");
     }
@@ -133,12 +133,12 @@ main(int argc, char **argv)
         if (last)
             H_OK(kvmesh_partition_set_rule(part, KVMESH_RULES_DECODE, KVMESH_BATCH,
                                            NULL, 0));
-        st = make_cache(mesh, &part, &c, B, NULL);
+        st = make_cache(mesh, &part, &c, B, NULL, true);
         h_expect_all(st, KVMESH_ERR_MISMATCH, "different rules on one rank");
         H_OK(kvmesh_partition_unset_decode_rule(part, KVMESH_BATCH));
     }
 
-    st = make_cache(mesh, &part, &c, B, NULL);
+    st = make_cache(mesh, &part, &c, B, NULL, true);
     h_expect_all(st, KVMESH_SUCCESS, "good cache");
     if (st)
         return h_finish("t_errors");
@@ -222,7 +222,7 @@ main(int argc, char **argv)
         snap_t s;
 
         H_OK(kvmesh_partition_set_rule(part, KVMESH_RULES_DECODE, KVMESH_KV_HEAD, &sp, 1));
-        st = make_cache(mesh, &part, &c, B, NULL);
+        st = make_cache(mesh, &part, &c, B, NULL, true);
         h_expect_all(st, KVMESH_SUCCESS, "cache with split decode heads");
         if (st == KVMESH_SUCCESS) {
             H_OK(kvmesh_cache_view(c, 0, &v));
@@ -237,9 +237,56 @@ main(int argc, char **argv)
         }
         kvmesh_cache_free(&c);
     }
+
+    /* unchecked mode: a NULL input on one rank only.  That rank alone
+     * fails (a decode step sends nothing, so the others go on) and then
+     * refuses the cache; the next collective and free fail everywhere. */
+    kvmesh_partition_free(&part);
+    st = make_cache(mesh, &part, &c, B, NULL, false);     /* default rules */
+    h_expect_all(st, KVMESH_SUCCESS, "unchecked cache");
+    if (st == KVMESH_SUCCESS) {
+        int32_t zero[1] = { 0 };
+        float f[64];
+        H_OK(kvmesh_cache_view(c, 0, &v));
+        st = kvmesh_view_concatenate(v, KVMESH_MODE_DECODE, 1, KVMESH_F32,
+                                     last ? NULL : in[0], in[1], NULL);
+        H_CHECK(st == (last ? KVMESH_ERR_ARG : KVMESH_SUCCESS),
+                "unchecked NULL input: %s", kvmesh_strerror(st));
+        st = kvmesh_view_concatenate(v, KVMESH_MODE_DECODE, 1, KVMESH_F32, in[0], in[1],
+                                     NULL);
+        H_CHECK(st == (last ? KVMESH_ERR_DIVERGED : KVMESH_SUCCESS),
+                "after a local failure: %s", kvmesh_strerror(st));
+        H_CHECK(kvmesh_view_indexs(v)[0] == (last ? 0 : 2), "indexs after divergence");
+        st = kvmesh_view_read(v, KVMESH_KEY, kvmesh_view_local(v, KVMESH_KEY, NULL, &blk)
+                              == KVMESH_SUCCESS ? blk.offset[0] : 0, 0, 1, KVMESH_F32, f,
+                              sizeof f);
+        H_CHECK(st == (last ? KVMESH_ERR_DIVERGED : KVMESH_SUCCESS),
+                "read after a local failure: %s", kvmesh_strerror(st));
+        st = kvmesh_cache_insert_starts(c, 0, 1, zero);
+        h_expect_all(st, h_size > 1 || last ? KVMESH_ERR_DIVERGED : KVMESH_SUCCESS,
+                     "collective after a local failure");
+        st = kvmesh_cache_free(&c);
+        h_expect_all(st, KVMESH_ERR_DIVERGED, "free after a local failure");
+        H_CHECK(c == NULL, "free left the handle");
+    }
+    /* unchecked, one rank appends to another layer than the others: each
+     * call succeeds, the replicated state differs, and the next
+     * collective finds it */
+    if (h_size > 1) {
+        int32_t zero[1] = { 0 };
+        st = make_cache(mesh, &part, &c, B, NULL, false);
+        h_expect_all(st, KVMESH_SUCCESS, "unchecked cache");
+        H_OK(kvmesh_cache_view(c, last, &v));
+        H_OK(kvmesh_view_concatenate(v, KVMESH_MODE_DECODE, 1, KVMESH_F32, in[0], in[1],
+                                     NULL));
+        st = kvmesh_cache_insert_starts(c, 0, 1, zero);
+        h_expect_all(st, KVMESH_ERR_DIVERGED, "collective after a different layer");
+        st = kvmesh_cache_free(&c);
+        h_expect_all(st, KVMESH_ERR_DIVERGED, "free after a different layer");
+    }
     for (t = 0; t < 2; t++)
         free(in[t]);
-    kvmesh_cache_free(&c);
+    H_OK(kvmesh_cache_free(&c));
     kvmesh_partition_free(&part);
     kvmesh_mesh_free(&mesh);
     kvmesh_mesh_free(&mesh);

@@ -117,6 +117,31 @@ main(int argc, char **argv)
     H_OK(kvmesh_partition_create(mesh, &part));
 
     c = make(part, false, 0);
+    /* the merge communicator of a layer split over sp: one rank per kv
+     * block, ranked by block, holding the same rows and heads */
+    {
+        kvmesh_view_t *v;
+        int size = 0, rank = -1, cmp = 0;
+        MPI_Comm kc;
+        H_OK(kvmesh_cache_view(c, 0, &v));
+        kc = kvmesh_view_kv_comm(v);
+        H_CHECK(kvmesh_view_whole(v) == (sp == 1), "whole layer");
+        if (sp == 1) {
+            MPI_Comm_compare(kc, MPI_COMM_SELF, &cmp);
+            H_CHECK(cmp == MPI_IDENT, "a whole layer merges over MPI_COMM_SELF");
+        } else {
+            long key[2];
+            MPI_Comm_size(kc, &size);
+            MPI_Comm_rank(kc, &rank);
+            H_CHECK(size == sp && rank == kvmesh_mesh_coord(mesh, KVMESH_AXIS_SP),
+                    "kv comm: size %d rank %d", size, rank);
+            /* its members differ only in sp: same fsdp coordinate */
+            key[0] = kvmesh_mesh_coord(mesh, KVMESH_AXIS_FSDP);
+            key[1] = -key[0];
+            MPI_Allreduce(MPI_IN_PLACE, key, 2, MPI_LONG, MPI_MAX, kc);
+            H_CHECK(key[0] == -key[1], "kv comm spans other fsdp coordinates");
+        }
+    }
     /* prefill of the whole length from empty rows: query blocks = kv blocks */
     append(c, KVMESH_MODE_PREFILL, S, &p2p, &coll);
     H_CHECK(p2p == 0 && coll == 0, "aligned prefill n=S: %ld p2p, %ld collective", p2p, coll);

@@ -189,6 +189,8 @@ cache_destroy(kvmesh_cache_t *c)
 {
     if (!c)
         return;
+    if (c->kv_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&c->kv_comm);
     kvm_plans_free(c);
     kvm_region_free(c->region, c->region_bytes);
     free(c->qtmp);
@@ -198,6 +200,28 @@ cache_destroy(kvmesh_cache_t *c)
     if (c->comm != MPI_COMM_NULL)
         MPI_Comm_free(&c->comm);
     free(c);
+}
+
+/* The communicator of the ranks that differ only in their kv-length
+ * coordinates, ranked by kv-length block: colour = the other coordinates. */
+static int
+kv_comm_create(kvmesh_cache_t *c, MPI_Comm comm)
+{
+    const kvmesh_rule_t *r = kvm_rules_pick(c->layout.rules, KVMESH_MODE_PREFILL,
+                                            KVMESH_KV_LENGTH);
+    int a, i, color = 0, rc;
+
+    for (a = 0; a < KVMESH_NAXES; a++) {
+        bool kv = false;
+        for (i = 0; i < r->naxes; i++)
+            kv = kv || r->axes[i] == (kvmesh_axis_t) a;
+        if (!kv)
+            color = color * c->mesh->size[a] + c->mesh->coord[a];
+    }
+    rc = MPI_Comm_split(comm, color, (int) c->kblock, &c->kv_comm);
+    if (rc == MPI_SUCCESS)
+        MPI_Comm_set_errhandler(c->kv_comm, MPI_ERRORS_RETURN);
+    return rc;
 }
 
 kvmesh_status_t
@@ -231,7 +255,7 @@ kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
 
     c = calloc(1, sizeof *c);
     if (c) {
-        c->comm = MPI_COMM_NULL;
+        c->comm = c->kv_comm = MPI_COMM_NULL;
         c->meta = mp;
         c->part = *part;
         c->mesh = part->mesh;
@@ -257,6 +281,8 @@ kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
     rc = MPI_Comm_dup(comm, &c->comm);
     if (rc == MPI_SUCCESS)
         MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    if (rc == MPI_SUCCESS)
+        rc = kv_comm_create(c, comm);
     KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
     *out = c;
     return KVMESH_SUCCESS;
@@ -265,13 +291,70 @@ fail:
     return st;
 }
 
-void
+uint64_t
+kvm_cache_state(const kvmesh_cache_t *c)
+{
+    return kvm_hash(0, c->state, (size_t) (c->meta.num_hidden_layers * 2 * c->B) *
+                                 sizeof *c->state);
+}
+
+kvmesh_status_t
 kvmesh_cache_free(kvmesh_cache_t **cache)
 {
-    if (cache) {
-        cache_destroy(*cache);
-        *cache = NULL;
-    }
+    kvmesh_status_t st = KVMESH_SUCCESS;
+    kvmesh_cache_t *c;
+
+    if (!cache || !*cache)
+        return KVMESH_SUCCESS;
+    c = *cache;
+    /* the last chance to tell the caller that the ranks went apart */
+    st = kvm_agree_state(c->comm, kvm_cache_usable(c), kvm_cache_state(c), NULL, 0);
+    cache_destroy(c);
+    *cache = NULL;
+    return st;
+}
+
+void
+kvmesh_version(int *major, int *minor, int *patch)
+{
+    if (major)
+        *major = KVMESH_VERSION_MAJOR;
+    if (minor)
+        *minor = KVMESH_VERSION_MINOR;
+    if (patch)
+        *patch = KVMESH_VERSION_PATCH;
+}
+
+kvmesh_dtype_t
+kvmesh_cache_dtype(const kvmesh_cache_t *cache)
+{
+    return cache ? cache->dtype : KVMESH_BF16;
+}
+
+kvmesh_quant_t
+kvmesh_cache_quant(const kvmesh_cache_t *cache)
+{
+    return cache ? cache->quant : KVMESH_QUANT_NONE;
+}
+
+size_t
+kvmesh_cache_head_bytes(const kvmesh_cache_t *cache, kvmesh_kv_t which)
+{
+    return cache && (which == KVMESH_KEY || which == KVMESH_VALUE)
+               ? (size_t) cache->hbytes[which] : 0;
+}
+
+void
+kvmesh_cache_meta(const kvmesh_cache_t *cache, kvmesh_meta_params_t *p)
+{
+    if (cache && p)
+        *p = cache->meta;
+}
+
+const kvmesh_mesh_t *
+kvmesh_cache_mesh(const kvmesh_cache_t *cache)
+{
+    return cache ? cache->mesh : NULL;
 }
 
 int64_t
@@ -319,7 +402,9 @@ set_rows(kvmesh_cache_t *c, int which, int64_t slot, int64_t count,
             st = KVMESH_ERR_ARG;
     if (st == KVMESH_SUCCESS && count)
         vals[2] = (int64_t) kvm_hash(0, values, (size_t) count * sizeof *values);
-    KVMESH_TRY(kvm_agree_same(c->comm, st, vals, 3));
+    if (st == KVMESH_SUCCESS)
+        st = kvm_cache_usable(c);
+    KVMESH_TRY(kvm_agree_state(c->comm, st, kvm_cache_state(c), vals, 3));
     for (l = 0; l < c->meta.num_hidden_layers; l++) {
         int32_t *row = which ? c->views[l].starts : c->views[l].indexs;
         if (count)

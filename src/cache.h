@@ -12,6 +12,10 @@ struct kvmesh_cache {
     const kvmesh_mesh_t *mesh;
     kvm_layout_t layout;          /* mesh, rules and global shape */
     MPI_Comm comm;                /* private duplicate for cache traffic */
+    MPI_Comm kv_comm;             /* ranks of the other kv-length blocks of
+                                     my rows and heads; rank = block */
+    bool failed;                  /* a call failed on this rank alone
+                                     (unchecked mode): refuse the rest */
     kvmesh_dtype_t dtype;
     size_t esize;
     kvmesh_quant_t quant;
@@ -34,5 +38,16 @@ struct kvmesh_cache {
     void *scratch;                /* one staged message */
     size_t scratch_bytes;
 };
+
+/** Hash of the replicated per-row state of every layer. */
+uint64_t kvm_cache_state(const kvmesh_cache_t *c);
+
+/** Status of a call on \p c that is about to do local work: DIVERGED once
+ *  a call failed on this rank alone. */
+static inline kvmesh_status_t
+kvm_cache_usable(const kvmesh_cache_t *c)
+{
+    return c->failed ? KVMESH_ERR_DIVERGED : KVMESH_SUCCESS;
+}
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "status.h"
 #include "view.h"
 
 /* Lowest key position query q may see (q + 1 when it sees none). */
@@ -55,8 +56,9 @@ kvmesh_mask_queries(const kvmesh_mask_t *mask)
 }
 
 bool
-kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t k)
+kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t pos)
 {
+    const int64_t k = pos;
     const kvmesh_view_t *v;
 
     if (!m || !m->view || row < 0 || i < 0 || i >= m->n)
@@ -72,7 +74,7 @@ kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t k)
 }
 
 kvmesh_status_t
-kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out)
+kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out, size_t out_bytes)
 {
     const kvmesh_view_t *v;
     const kvmesh_cache_t *c;
@@ -84,6 +86,9 @@ kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out)
     v = m->view;
     c = v->cache;
     kv = &v->kv;
+    KVMESH_TRY(kvm_cache_usable(c));
+    if ((size_t) (c->rows.len * m->n) > out_bytes / (size_t) kv->len)
+        return KVMESH_ERR_ARG;
     for (r = 0; r < c->rows.len; r++) {
         int64_t row = c->rows.lo + r;
         for (i = 0; i < m->n; i++, out += kv->len) {

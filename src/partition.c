@@ -116,7 +116,7 @@ kvmesh_status_t
 kvmesh_partition_owners(const kvmesh_partition_t *part, kvmesh_mode_t mode,
                         int ndims, const kvmesh_logical_t *logical,
                         const int64_t *shape, const int64_t *index,
-                        int *ranks, int *nranks)
+                        int *ranks, int max_ranks, int *nranks)
 {
     kvm_layout_t lo;
     int r, d, count = 0;
@@ -139,6 +139,8 @@ kvmesh_partition_owners(const kvmesh_partition_t *part, kvmesh_mode_t mode,
             kvm_layout_dim(&lo, mode, logical[d], shape[d], coords, &dim);
             owns = index[d] >= dim.offset && index[d] < dim.offset + dim.local_size;
         }
+        if (owns && count == max_ranks)
+            return KVMESH_ERR_ARG;
         if (owns)
             ranks[count++] = r;
     }

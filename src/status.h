@@ -25,6 +25,13 @@ kvmesh_status_t kvm_agree(MPI_Comm comm, kvmesh_status_t local);
 kvmesh_status_t kvm_agree_same(MPI_Comm comm, kvmesh_status_t local,
                                   const int64_t *vals, int n);
 
+/** As kvm_agree_same(), and KVMESH_ERR_DIVERGED on every rank when the
+ *  \p state hashes differ (or a rank passes KVMESH_ERR_DIVERGED): a state
+ *  that should be replicated has diverged, which outranks any other
+ *  verdict.  One MPI_Allreduce.  Collective on \p comm. */
+kvmesh_status_t kvm_agree_state(MPI_Comm comm, kvmesh_status_t local, uint64_t state,
+                                const int64_t *vals, int n);
+
 /** 64-bit FNV-1a hash of bytes, chained from \p h (start with 0). */
 uint64_t kvm_hash(uint64_t h, const void *data, size_t len);
 

@@ -340,11 +340,18 @@ kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
         !key || !value)
         st = KVMESH_ERR_ARG;
     if (c->checked) {
-        /* arguments that may differ between ranks cost a message to agree on */
+        /* arguments that may differ between ranks cost a message to agree
+         * on; the replicated state rides along */
         int64_t vals[4] = { (int64_t) mode, n, (int64_t) dtype, v->layer };
-        KVMESH_TRY(kvm_agree_same(c->comm, st, vals, 4));
+        if (st == KVMESH_SUCCESS)
+            st = kvm_cache_usable(c);
+        KVMESH_TRY(kvm_agree_state(c->comm, st, kvm_cache_state(c), vals, 4));
     }
-    KVMESH_TRY(st);
+    KVMESH_TRY(kvm_cache_usable(c));
+    if (st != KVMESH_SUCCESS) {
+        c->failed = true;      /* unchecked: the other ranks may have gone on */
+        return st;
+    }
     if (n > c->A)
         return KVMESH_ERR_TOO_LONG;
     /* from here on every verdict comes from replicated state; every layer
@@ -354,7 +361,11 @@ kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
             return KVMESH_ERR_CAPACITY;
     pl = kvm_plan_of(c, mode, n);
     KVMESH_TRY(pl->verdict);
-    KVMESH_TRY(route(v, pl, n, dtype, in));
+    st = route(v, pl, n, dtype, in);
+    if (st != KVMESH_SUCCESS) {
+        c->failed = true;      /* some tokens may be stored, some not */
+        return st;
+    }
     for (b = 0; b < c->B; b++)
         v->indexs[b] += (int32_t) n;
     v->mask.n = n;
@@ -372,6 +383,7 @@ kvmesh_view_local(const kvmesh_view_t *v, kvmesh_kv_t which, const void **data,
     if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !blk)
         return KVMESH_ERR_ARG;
     c = v->cache;
+    KVMESH_TRY(kvm_cache_usable(c));
     if (data)
         *data = v->data[which];
     blk->global[0] = c->B, blk->global[1] = v->len;
@@ -385,28 +397,32 @@ kvmesh_view_local(const kvmesh_view_t *v, kvmesh_kv_t which, const void **data,
 
 kvmesh_status_t
 kvmesh_view_read(const kvmesh_view_t *v, kvmesh_kv_t which, int64_t row,
-                 int64_t pos0, int64_t pos1, kvmesh_dtype_t dtype, void *out)
+                 int64_t slot0, int64_t slot1, kvmesh_dtype_t dtype, void *out,
+                 size_t out_bytes)
 {
     const kvmesh_cache_t *c;
-    int64_t vec, D, i0;
+    int64_t vec, D, i0, r;
     size_t per, osize = kvm_dtype_size(dtype);
 
     if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !out || !osize)
         return KVMESH_ERR_ARG;
     c = v->cache;
-    if (row < 0 || row >= c->rows.len || pos0 < 0 || pos0 > pos1 ||
-        pos1 > v->kv.len)
+    KVMESH_TRY(kvm_cache_usable(c));
+    r = row - c->rows.lo;
+    if (r < 0 || r >= c->rows.len || slot0 < 0 || slot0 > slot1 || slot1 > v->kv.len)
         return KVMESH_ERR_ARG;
     per = (size_t) (c->head[which].len * c->dim[which].len);
+    if ((size_t) (slot1 - slot0) * per > out_bytes / osize)
+        return KVMESH_ERR_ARG;
     if (!c->quant)
         return kvmesh_convert(out, dtype, (const char *) v->data[which] +
-                              (size_t) (row * v->kv.len + pos0) * per * c->esize,
-                              c->dtype, (size_t) (pos1 - pos0) * per);
+                              (size_t) (r * v->kv.len + slot0) * per * c->esize,
+                              c->dtype, (size_t) (slot1 - slot0) * per);
     /* dequantize head vector by head vector, 64 elements at a time through
      * the stack, so concurrent readers share nothing */
     D = c->D[which];
-    for (vec = (row * v->kv.len + pos0) * c->head[which].len;
-         vec < (row * v->kv.len + pos1) * c->head[which].len; vec++) {
+    for (vec = (r * v->kv.len + slot0) * c->head[which].len;
+         vec < (r * v->kv.len + slot1) * c->head[which].len; vec++) {
         const char *codes = (const char *) v->data[which] + vec * c->hbytes[which];
         const float *sc = v->scale[which] + vec * c->nscale[which];
         for (i0 = 0; i0 < D; i0 += KVM_NF4_BLOCK) {
@@ -425,12 +441,27 @@ kvmesh_view_read(const kvmesh_view_t *v, kvmesh_kv_t which, int64_t row,
     return KVMESH_SUCCESS;
 }
 
+MPI_Comm
+kvmesh_view_kv_comm(const kvmesh_view_t *v)
+{
+    if (!v)
+        return MPI_COMM_NULL;
+    return kvmesh_view_whole(v) ? MPI_COMM_SELF : v->cache->kv_comm;
+}
+
+bool
+kvmesh_view_whole(const kvmesh_view_t *v)
+{
+    return v && v->kv.len == v->len;
+}
+
 kvmesh_status_t
 kvmesh_view_scales(const kvmesh_view_t *v, kvmesh_kv_t which,
                    const float **scales, int64_t *per_head)
 {
     if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !scales || !per_head)
         return KVMESH_ERR_ARG;
+    KVMESH_TRY(kvm_cache_usable(v->cache));
     *scales = v->scale[which];
     *per_head = v->cache->nscale[which];
     return KVMESH_SUCCESS;
@@ -443,6 +474,7 @@ kvmesh_view_slot_position(const kvmesh_view_t *v, int64_t row, int64_t slot,
     if (!v || !pos || row < 0 || row >= v->cache->B || slot < 0 ||
         slot >= v->kv.len)
         return KVMESH_ERR_ARG;
+    KVMESH_TRY(kvm_cache_usable(v->cache));
     *pos = kvm_slot_position(v, row, v->kv.lo + slot);
     return KVMESH_SUCCESS;
 }

@@ -40,7 +40,7 @@ test_predicate(void)
     CU_ASSERT_TRUE(kvmesh_mask_detail_allows(NULL, 0, 3, 3));
     CU_ASSERT_EQUAL(kvmesh_mask_queries(NULL), 0);
     CU_ASSERT_FALSE(kvmesh_mask_allows(NULL, 0, 0, 0));
-    CU_ASSERT_EQUAL(kvmesh_mask_materialize(NULL, NULL), KVMESH_ERR_ARG);
+    CU_ASSERT_EQUAL(kvmesh_mask_materialize(NULL, NULL, 0), KVMESH_ERR_ARG);
 }
 
 int

@@ -78,6 +78,42 @@ test_errors(void)
     CU_ASSERT_EQUAL(kvmesh_meta_create(&p, NULL), KVMESH_ERR_ARG);
 }
 
+/* what a cache reports about itself, and the library version */
+static void
+test_accessors(void)
+{
+    static const kvmesh_quant_t quants[3] = { KVMESH_QUANT_NONE, KVMESH_QUANT_INT8,
+                                              KVMESH_QUANT_NF4 };
+    static const size_t key_bytes[3] = { 70 * 2, 70, 35 }, value_bytes[3] = { 6 * 2, 6, 3 };
+    kvmesh_meta_params_t mp, got;
+    kvmesh_cache_params_t cp;
+    onerank_t o;
+    int q, major = -1, minor = -1, patch = -1;
+
+    kvmesh_version(&major, &minor, &patch);
+    CU_ASSERT(major == KVMESH_VERSION_MAJOR && minor == KVMESH_VERSION_MINOR &&
+              patch == KVMESH_VERSION_PATCH);
+    kvmesh_version(NULL, NULL, NULL);
+    kvmesh_meta_params_init(&mp);
+    mp.batch_size = 2, mp.sequence_length = 8, mp.num_hidden_layers = 1;
+    mp.num_heads = 3, mp.key_dim = 70, mp.value_dim = 6;
+    for (q = 0; q < 3; q++) {
+        kvmesh_cache_params_init(&cp);
+        cp.quant = quants[q];
+        cp.dtype = KVMESH_F16;
+        CU_ASSERT_EQUAL_FATAL(onerank_open(&o, &mp, &cp), KVMESH_SUCCESS);
+        CU_ASSERT_EQUAL(kvmesh_cache_dtype(o.cache), KVMESH_F16);
+        CU_ASSERT_EQUAL(kvmesh_cache_quant(o.cache), quants[q]);
+        CU_ASSERT_EQUAL(kvmesh_cache_head_bytes(o.cache, KVMESH_KEY), key_bytes[q]);
+        CU_ASSERT_EQUAL(kvmesh_cache_head_bytes(o.cache, KVMESH_VALUE), value_bytes[q]);
+        CU_ASSERT(kvmesh_cache_mesh(o.cache) == o.mesh);
+        kvmesh_cache_meta(o.cache, &got);
+        CU_ASSERT(got.key_heads == 3 && got.value_heads == 3 && got.key_dim == 70 &&
+                  got.value_dim == 6 && got.batch_size == 2);
+        onerank_close(&o);
+    }
+}
+
 int
 add_meta_suite(void)
 {
@@ -85,5 +121,6 @@ add_meta_suite(void)
     if (!s)
         return 1;
     return !CU_add_test(s, "fallbacks", test_fallbacks) ||
-           !CU_add_test(s, "errors", test_errors);
+           !CU_add_test(s, "errors", test_errors) ||
+           !CU_add_test(s, "cache accessors and version", test_accessors);
 }

@@ -145,14 +145,17 @@ test_owners(void)
     /* batch block 2 = (fsdp 1, dp 0), sp block 1, tp block 0: one rank,
      * (dp, fsdp, ep, tp, sp) = (0, 1, 0, 0, 1) in row-major order = 5 */
     CU_ASSERT_EQUAL(kvmesh_partition_owners(p, KVMESH_MODE_PREFILL, 4, ax, shape, index,
-                                            ranks, &n), KVMESH_SUCCESS);
+                                            ranks, 16, &n), KVMESH_SUCCESS);
     CU_ASSERT(n == 1 && ranks[0] == 5);
     /* a batch-only array is replicated over tp and sp: four owners */
     CU_ASSERT_EQUAL(kvmesh_partition_owners(p, KVMESH_MODE_PREFILL, 1, ax, shape, index,
-                                            ranks, &n), KVMESH_SUCCESS);
+                                            ranks, 16, &n), KVMESH_SUCCESS);
     CU_ASSERT(n == 4 && ranks[0] == 4 && ranks[1] == 5 && ranks[2] == 6 && ranks[3] == 7);
     CU_ASSERT_EQUAL(kvmesh_partition_owners(p, KVMESH_MODE_PREFILL, 4, ax, shape, shape,
-                                            ranks, &n), KVMESH_ERR_ARG);
+                                            ranks, 16, &n), KVMESH_ERR_ARG);
+    /* four owners do not fit in room for three */
+    CU_ASSERT_EQUAL(kvmesh_partition_owners(p, KVMESH_MODE_PREFILL, 1, ax, shape, index,
+                                            ranks, 3, &n), KVMESH_ERR_ARG);
     kvmesh_partition_free(&p);
 }
 

@@ -661,15 +661,15 @@ test_read_types(void)
         CU_ASSERT_EQUAL(kvmesh_cache_view(o.cache, 0, &v), KVMESH_SUCCESS);
         CU_ASSERT_EQUAL(kvmesh_view_concatenate(v, KVMESH_MODE_PREFILL, 3, KVMESH_F32,
                                                 in, in, NULL), KVMESH_SUCCESS);
-        CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 0, 3, KVMESH_F32, f),
+        CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 0, 3, KVMESH_F32, f, sizeof f),
                         KVMESH_SUCCESS);
         for (i = 0; i < 3 * 2 * 70; i++)   /* within the quantization error */
             bad += fabsf(f[i] - in[i]) > (q == KVMESH_QUANT_INT8 ? 4.0f / 127 : 0.6f);
-        CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 1, 3, KVMESH_BF16, h),
+        CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 1, 3, KVMESH_BF16, h, sizeof h),
                         KVMESH_SUCCESS);
         for (i = 0; i < 2 * 2 * 70; i++)
             bad += h[i] != kvmesh_f32_to_bf16(f[2 * 70 + i]);
-        CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 0, 3, KVMESH_F16, h),
+        CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_VALUE, 0, 0, 3, KVMESH_F16, h, sizeof h),
                         KVMESH_SUCCESS);
         for (i = 0; i < 3 * 2 * 70; i++)
             bad += h[i] != kvmesh_f32_to_f16(f[i]);

@@ -80,8 +80,8 @@ canonical(kvmesh_view_t *v, int64_t R, int64_t W, float *out)
         int64_t s = kvm_ring_canonical_slot(R, W, L, i);
         float kv[2] = { 0, 0 };
         if (s >= 0)
-            CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_KEY, 0, s, s + 1, KVMESH_F32, kv),
-                            KVMESH_SUCCESS);
+            CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_KEY, 0, s, s + 1, KVMESH_F32, kv,
+                                             sizeof kv), KVMESH_SUCCESS);
         out[i] = kv[0];
     }
 }
@@ -93,7 +93,7 @@ mask_is(const kvmesh_mask_t *mask, const char *want)
     uint8_t m[64];
     size_t i;
 
-    if (kvmesh_mask_materialize(mask, m) != KVMESH_SUCCESS)
+    if (kvmesh_mask_materialize(mask, m, sizeof m) != KVMESH_SUCCESS)
         return 0;
     for (i = 0; want[i]; i++)
         if (m[i] != (want[i] == '1'))
