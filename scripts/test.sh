@@ -25,15 +25,16 @@ for tree in . sanitize; do
     else
         failed=$((failed + 1))
     fi
-    echo "==== $label build: multi-rank runs"
-    for run in "$tree"/mpi-tests/*.mpi; do
-        [ -f "$run" ] || continue
-        log=${run%.mpi}.log
-        result=$(sed -n 's/^:test-result: //p' "${run%.mpi}.trs" 2>/dev/null)
+    echo "==== $label build: multi-rank runs and the installed-package build"
+    for run in "$tree"/mpi-tests/*.mpi "$tree"/tests/pkgconfig.sh; do
+        case $run in *.mpi) base=${run%.mpi} ;; *) base=$run ;; esac
+        [ -f "$run" ] || [ -f "$base.trs" ] || continue
+        log=$base.log
+        result=$(sed -n 's/^:test-result: //p' "$base.trs" 2>/dev/null)
         result=${result:-"NOT RUN"}
         if [ "$result" = PASS ]; then
             passed=$((passed + 1))
-            echo "PASS $(grep -E 'checks, [0-9]+ failures' "$log" | tail -n 1)"
+            echo "PASS $(grep 'ranks=' "$log" | grep -v '^run-one' | tail -n 1)"
         else
             failed=$((failed + 1))
             echo "$result $(basename "$log" .log); its output:"
