@@ -17,6 +17,7 @@ for tree in . sanitize; do
     label=$([ "$tree" = . ] && echo "plain" || echo "ASan + UBSan")
     echo "==== $label build: tests/unit"
     if [ -f "$tree/tests/unit.log" ]; then
+        sed -n 's/^ *\(kernel path of this machine: [a-z0-9]*\).*/\1/p' "$tree/tests/unit.log"
         sed -n '/Run Summary/,/Elapsed/p' "$tree/tests/unit.log"
         grep -E '^\s+[0-9]+\. ' "$tree/tests/unit.log" || true
         # CUnit's "tests" row: Total Ran Passed Failed

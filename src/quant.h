@@ -14,10 +14,13 @@ int64_t kvm_quant_code_bytes(kvmesh_quant_t q, int64_t D);
 /** f32 scales for one head vector of D elements. */
 int64_t kvm_quant_scales(kvmesh_quant_t q, int64_t D);
 
-/** Which vector code the quantizers use: 0 the best the CPU has (AVX-512,
- *  AVX2, SSE2), 3 at most AVX2, 1 at most SSE2, 2 scalar.  For tests that
- *  check every path. */
+/** The one switch that forces a kernel path, for tests that check every
+ *  path: 0 the best the CPU has (AVX-512, AVX2, SSE2), 3 at most AVX2, 1 at
+ *  most SSE2, 2 scalar. */
 extern int kvm_q8_path;
+
+/** Name of the kernel path in use: "avx512", "avx2", "sse2" or "scalar". */
+const char *kvm_quant_path(void);
 
 /** INT8: one scale = amax / 127 + FLT_MIN over the vector (amax of its
  *  finite elements); q = round-half-even(x / scale); NaN -> 0, +-inf ->

@@ -5,6 +5,7 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kvmesh.h"
@@ -678,6 +679,32 @@ test_read_types(void)
     CU_ASSERT_EQUAL(bad, 0);
 }
 
+/* the one switch picks a path no better than asked; the tests above ran
+ * each path this machine has, and say which is its best */
+static void
+test_paths(void)
+{
+    const char *best = kvm_quant_path();
+    const char *names[4] = { "avx512", "avx2", "sse2", "scalar" };
+    int i, rank = -1, got;
+
+    for (i = 0; i < 4; i++)
+        if (!strcmp(best, names[i]))
+            rank = i;
+    CU_ASSERT(rank >= 0);
+    kvm_q8_path = 2;
+    CU_ASSERT_STRING_EQUAL(kvm_quant_path(), "scalar");
+    kvm_q8_path = 1;
+    got = !strcmp(kvm_quant_path(), "sse2") || !strcmp(kvm_quant_path(), "scalar");
+    CU_ASSERT(got);
+    kvm_q8_path = 3;
+    CU_ASSERT(strcmp(kvm_quant_path(), "avx512") != 0);
+    CU_ASSERT(rank != 0 || !strcmp(kvm_quant_path(), "avx2"));
+    kvm_q8_path = 0;
+    CU_ASSERT_STRING_EQUAL(kvm_quant_path(), best);
+    printf("\n    kernel path of this machine: %s ", best);
+}
+
 int
 add_quant_suite(void)
 {
@@ -685,6 +712,7 @@ add_quant_suite(void)
     if (!s)
         return 1;
     return !CU_add_test(s, "first use from 4 threads at once", test_threads) ||
+           !CU_add_test(s, "kernel paths", test_paths) ||
            !CU_add_test(s, "int8 against the reference, error <= scale/2", test_int8) ||
            !CU_add_test(s, "int8 quotients near a tie", test_int8_near_ties) ||
            !CU_add_test(s, "int8 bf16 heads, every value near amax", test_int8_bf16_sweep) ||
