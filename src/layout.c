@@ -42,16 +42,22 @@ kvm_layout_coords(const kvm_layout_t *lo, int rank, int coords[KVMESH_NAXES])
 }
 
 int
-kvm_layout_rank(const kvm_layout_t *lo, const int coords[KVMESH_NAXES])
+kvm_rank_of(const int size[KVMESH_NAXES], const int coords[KVMESH_NAXES])
 {
     int a, r = 0;
 
     for (a = 0; a < KVMESH_NAXES; a++) {
-        if (coords[a] < 0 || coords[a] >= lo->size[a])
+        if (coords[a] < 0 || coords[a] >= size[a])
             return -1;
-        r = r * lo->size[a] + coords[a];
+        r = r * size[a] + coords[a];
     }
     return r;
+}
+
+int
+kvm_layout_rank(const kvm_layout_t *lo, const int coords[KVMESH_NAXES])
+{
+    return kvm_rank_of(lo->size, coords);
 }
 
 void

@@ -44,6 +44,8 @@ void kvm_layout_of(kvm_layout_t *lo, const kvmesh_partition_t *part, int64_t B,
 void kvm_layout_coords(const kvm_layout_t *lo, int rank, int coords[KVMESH_NAXES]);
 /** Rank at \p coords, -1 when out of range. */
 int kvm_layout_rank(const kvm_layout_t *lo, const int coords[KVMESH_NAXES]);
+/** The same for a mesh of these axis sizes. */
+int kvm_rank_of(const int size[KVMESH_NAXES], const int coords[KVMESH_NAXES]);
 
 /** How a dimension of \p size along \p logical splits in \p mode, for the
  *  ranks at \p coords: a size that the rule's axes do not divide stays

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layout.h"
 #include "mesh.h"
 #include "status.h"
 
@@ -87,14 +88,7 @@ kvmesh_mesh_parse(const char *spec, int nranks, int sizes[KVMESH_NAXES])
 int
 kvmesh_mesh_rank_of(const kvmesh_mesh_t *mesh, const int coords[KVMESH_NAXES])
 {
-    int a, r = 0;
-
-    for (a = 0; a < KVMESH_NAXES; a++) {
-        if (coords[a] < 0 || coords[a] >= mesh->size[a])
-            return -1;
-        r = r * mesh->size[a] + coords[a];
-    }
-    return r;
+    return mesh && coords ? kvm_rank_of(mesh->size, coords) : -1;
 }
 
 kvmesh_status_t

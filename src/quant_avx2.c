@@ -217,10 +217,11 @@ lookup16(const float *tab, __m256i c)
  * mid_lo, mid_hi: the midpoint below and above each code, rounded to
  * float (+-inf at the ends). */
 __attribute__((target("avx2")))
-void
+int
 kvm_nf4_codes_avx2(const float *n, int64_t len, unsigned char *code,
                    const float nf4_mid_lo[16], const float nf4_mid_hi[16])
 {
+    int recheck = 0;
     const __m256 eps = _mm256_set1_ps(1e-6f);
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     int64_t i;
@@ -244,8 +245,9 @@ kvm_nf4_codes_avx2(const float *n, int64_t len, unsigned char *code,
                                             absmask), eps, _CMP_LT_OQ),
                 _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, lookup16(nf4_mid_hi, c)),
                                             absmask), eps, _CMP_LT_OQ))))
-            memset(code + i, KVM_NF4_RECHECK, 8);
+            memset(code + i, KVM_NF4_RECHECK, 8), recheck = 1;
     }
+    return recheck;
 }
 const kvm_quant_kernels_t kvm_quant_avx2 = {
     "avx2", kvm_amax_avx2, kvm_q8_codes_avx2, q8_runs_avx2, kvm_nf4_codes_avx2

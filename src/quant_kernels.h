@@ -32,9 +32,10 @@ typedef struct {
     int (*q8_runs)(const kvm_q8_run_t *run, int n, kvmesh_dtype_t st);
     /** nf4 codes of finite n[0 .. len), |n| <= 1, len a multiple of 8,
      *  from the midpoints between levels; a lane near a midpoint is left
-     *  as KVM_NF4_RECHECK for the exact rule (NULL: none). */
-    void (*nf4_codes)(const float *n, int64_t len, unsigned char *code,
-                      const float mid_lo[16], const float mid_hi[16]);
+     *  as KVM_NF4_RECHECK for the exact rule, and then it returns 1 (NULL:
+     *  none). */
+    int (*nf4_codes)(const float *n, int64_t len, unsigned char *code,
+                     const float mid_lo[16], const float mid_hi[16]);
 } kvm_quant_kernels_t;
 
 #define KVM_NF4_RECHECK 0xff
@@ -54,7 +55,7 @@ KVM_HIDDEN extern const kvm_quant_kernels_t kvm_quant_avx2, kvm_quant_avx512;
 /* the AVX2 one-vector kernels, which the AVX-512 table shares */
 KVM_HIDDEN float kvm_amax_avx2(const float *x, int64_t n, int *special);
 KVM_HIDDEN int64_t kvm_q8_codes_avx2(const float *x, int64_t D, float s, int8_t *q);
-KVM_HIDDEN void kvm_nf4_codes_avx2(const float *n, int64_t len, unsigned char *code,
+KVM_HIDDEN int kvm_nf4_codes_avx2(const float *n, int64_t len, unsigned char *code,
                                    const float mid_lo[16], const float mid_hi[16]);
 
 #include <immintrin.h>

@@ -126,10 +126,10 @@ kvm_nf4_encode(const float *x, int64_t D, uint8_t *codes, float *absmax)
         done = 0;
         if (k->nf4_codes && !special) { /* finite: |n| <= 1, no NaN */
             done = (hi - lo) & ~(int64_t) 7;
-            k->nf4_codes(n, done, code, nf4_mid_lo, nf4_mid_hi);
-            for (i = 0; i < done; i++)
-                if (code[i] == KVM_NF4_RECHECK)
-                    code[i] = (unsigned char) nf4_code(n[i]);
+            if (k->nf4_codes(n, done, code, nf4_mid_lo, nf4_mid_hi))
+                for (i = 0; i < done; i++)
+                    if (code[i] == KVM_NF4_RECHECK)
+                        code[i] = (unsigned char) nf4_code(n[i]);
         }
         for (i = done; i < hi - lo; i++)
             code[i] = (unsigned char) nf4_code(n[i]);
