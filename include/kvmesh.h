@@ -446,6 +446,37 @@ KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_insert_index(kvmesh_cache_t *cache, int64_t slot, int64_t count,
                           const int32_t *values);
 
+/** Copies rows [0, B_src) of \p src -- every layer's K, V (and scales),
+ *  indexs and starts -- into rows [slot, slot + B_src) of \p dst
+ *  (EasyDeL's TransformerCache.insert; a prefill group's request cache into
+ *  a free slot of the decode group's cache).  The two caches may live on
+ *  different meshes whose ranks are any subsets of \p parent (disjoint,
+ *  overlapping or the same); a rank outside one of them passes NULL for
+ *  it.  Only filled positions move: [0, L) of a FULL or CHUNK row, the last
+ *  min(L, ring) of a SLIDING row (rings of different lengths work, as they
+ *  are addressed by position).  Each destination byte comes from one source
+ *  replica, by a local copy when the same parent rank holds it, else
+ *  storage to storage through MPI datatypes (no staging buffer).  Errors,
+ *  on every rank of \p parent, nothing changed: KVMESH_ERR_ARG for a slot
+ *  out of range (slot + B_src > B_dst), different layer counts, heads,
+ *  head dims, layer kinds, windows, chunks, dtypes or quantization (int8
+ *  into bf16 is an error, not a conversion), or src == dst;
+ *  KVMESH_ERR_CAPACITY when S_src > S_dst; KVMESH_ERR_MISMATCH when ranks
+ *  pass different slots; KVMESH_ERR_DIVERGED when a side's replicated
+ *  state differs between its ranks.  Old positions of a destination row
+ *  past its new length are left as they were, never visible.  Collective
+ *  on \p parent. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_insert(kvmesh_cache_t *dst, const kvmesh_cache_t *src, int64_t slot,
+                    MPI_Comm parent);
+
+/** Empties rows [slot, slot + count) of every layer: indexs and starts
+ *  become 0.  The stored K/V are not zeroed (an empty row shows no
+ *  position); the next append or insert overwrites them.  Every rank must
+ *  pass the same rows.  Collective on the mesh communicator. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_evict(kvmesh_cache_t *cache, int64_t slot, int64_t count);
+
 /** Geometry of a rank-local 4-d block of a global [B, L, H, D] array. */
 typedef struct {
     int64_t shape[4];  /**< local extents */

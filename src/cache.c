@@ -8,6 +8,7 @@
 #include "cache.h"
 #include "mesh.h"
 #include "quant.h"
+#include "redist.h"
 #include "status.h"
 #include "view.h"
 
@@ -411,6 +412,33 @@ set_rows(kvmesh_cache_t *c, int which, int64_t slot, int64_t count,
             memcpy(row + slot, values, (size_t) count * sizeof *values);
     }
     return KVMESH_SUCCESS;
+}
+
+kvmesh_status_t
+kvmesh_cache_evict(kvmesh_cache_t *c, int64_t slot, int64_t count)
+{
+    kvmesh_status_t st = KVMESH_SUCCESS;
+    int64_t vals[2] = { slot, count }, l;
+
+    if (!c)
+        return KVMESH_ERR_ARG;
+    if (slot < 0 || count < 0 || slot > c->B - count)
+        st = KVMESH_ERR_ARG;
+    if (st == KVMESH_SUCCESS)
+        st = kvm_cache_usable(c);
+    KVMESH_TRY(kvm_agree_state(c->comm, st, kvm_cache_state(c), vals, 2));
+    for (l = 0; l < c->meta.num_hidden_layers && count; l++) {
+        memset(c->views[l].indexs + slot, 0, (size_t) count * sizeof(int32_t));
+        memset(c->views[l].starts + slot, 0, (size_t) count * sizeof(int32_t));
+    }
+    return KVMESH_SUCCESS;
+}
+
+kvmesh_status_t
+kvmesh_cache_insert(kvmesh_cache_t *dst, const kvmesh_cache_t *src, int64_t slot,
+                    MPI_Comm parent)
+{
+    return kvm_redist_insert(dst, src, slot, parent);
 }
 
 kvmesh_status_t

@@ -1,0 +1,364 @@
+/* kvmesh_cache_insert across meshes and rank groups: a source cache of a
+ * few rows, filled with the synthetic workload to different lengths, goes
+ * into the first, a middle and the last slots of a destination cache, for
+ * every destination mesh, from sources on the same ranks, on a subset, on
+ * one rank and on disjoint ranks, with FULL, SLIDING (rings of different
+ * lengths on the two sides) and CHUNK layers in bf16, f32, int8 and nf4.
+ * After each insert every destination rank's stored values must be the
+ * source's at the same positions (the source's values gathered from all
+ * its ranks), everything else unchanged, and indexs and starts copied;
+ * bad arguments give one status everywhere and change nothing; evict
+ * empties rows. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define NL 3
+static const int64_t H[2] = { 4, 2 }, D[2] = { 32, 5 };
+static const kvmesh_mask_detail_t det[NL] = {
+    { KVMESH_MASK_FULL, 0, 0 }, { KVMESH_MASK_SLIDING, 6, 0 }, { KVMESH_MASK_CHUNK, 0, 5 }
+};
+
+typedef struct {
+    MPI_Comm comm;            /* the group (MPI_COMM_NULL outside) */
+    kvmesh_mesh_t *mesh;
+    kvmesh_partition_t *part;
+    kvmesh_cache_t *c;
+} side_t;
+
+/* A cache of B rows, S positions, on the ranks [lo, hi) of the world with
+ * mesh spec; NULL handles outside. */
+static void
+side_open(side_t *s, int lo, int hi, const char *spec, int64_t B, int64_t S,
+          int64_t A, kvmesh_dtype_t dt, kvmesh_quant_t q)
+{
+    kvmesh_meta_params_t mp;
+    kvmesh_cache_params_t cp;
+    kvmesh_meta_t *meta = NULL;
+    int in = h_rank >= lo && h_rank < hi;
+
+    memset(s, 0, sizeof *s);
+    MPI_Comm_split(MPI_COMM_WORLD, in ? 0 : MPI_UNDEFINED, h_rank, &s->comm);
+    if (!in)
+        return;
+    H_OK(kvmesh_mesh_create(s->comm, spec, &s->mesh));
+    H_OK(kvmesh_partition_create(s->mesh, &s->part));
+    kvmesh_meta_params_init(&mp);
+    mp.batch_size = B, mp.sequence_length = S, mp.num_hidden_layers = NL;
+    mp.key_heads = H[0], mp.value_heads = H[1], mp.key_dim = D[0], mp.value_dim = D[1];
+    H_OK(kvmesh_meta_create(&mp, &meta));
+    kvmesh_cache_params_init(&cp);
+    cp.dtype = dt, cp.quant = q, cp.details = det, cp.max_append = A, cp.checked = true;
+    H_OK(kvmesh_cache_init(meta, s->part, &cp, &s->c));
+    kvmesh_meta_free(&meta);
+}
+
+static void
+side_close(side_t *s)
+{
+    if (s->c)
+        H_OK(kvmesh_cache_free(&s->c));
+    kvmesh_partition_free(&s->part);
+    kvmesh_mesh_free(&s->mesh);
+    if (s->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&s->comm);
+}
+
+/* Appends n synthetic tokens (row b's position p of layer l) to every layer. */
+static void
+fill(side_t *s, int64_t n, int64_t salt)
+{
+    int64_t l, b, j, h, d, i;
+    int t;
+
+    for (l = 0; l < NL; l++) {
+        kvmesh_view_t *v;
+        float *in[2];
+        kvmesh_block_t blk[2];
+        H_OK(kvmesh_cache_view(s->c, l, &v));
+        for (t = 0; t < 2; t++) {
+            H_OK(kvmesh_cache_input_block(s->c, KVMESH_MODE_PREFILL, n, (kvmesh_kv_t) t,
+                                          &blk[t]));
+            in[t] = malloc(sizeof(float) * (size_t) (blk[t].shape[0] * blk[t].shape[1] *
+                                                      blk[t].shape[2] * blk[t].shape[3]));
+            i = 0;
+            for (b = blk[t].offset[0]; b < blk[t].offset[0] + blk[t].shape[0]; b++)
+                for (j = blk[t].offset[1]; j < blk[t].offset[1] + blk[t].shape[1]; j++)
+                    for (h = blk[t].offset[2]; h < blk[t].offset[2] + blk[t].shape[2]; h++)
+                        for (d = blk[t].offset[3]; d < blk[t].offset[3] + blk[t].shape[3]; d++)
+                            in[t][i++] = (float) sin(0.01 * (double) (salt + t * 7919 +
+                                l * 1009 + b * 101 + (kvmesh_view_indexs(v)[b] + j) * 7 +
+                                h * 3 + d));
+        }
+        H_OK(kvmesh_view_concatenate(v, KVMESH_MODE_PREFILL, n, KVMESH_F32, in[0], in[1],
+                                     NULL));
+        free(in[0]);
+        free(in[1]);
+    }
+}
+
+/* Every stored value of a cache as f32, [layer][t] -> [B][S][H][D] by
+ * absolute position (NAN where no rank stores it), gathered over the
+ * world from whichever ranks hold it. */
+static float *
+gather_values(side_t *s, int64_t B, int64_t S, int64_t l, int t)
+{
+    const size_t n = (size_t) (B * S * H[t] * D[t]);
+    float *all = malloc(n * sizeof *all), *row;
+    int64_t b, k, h, d;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        all[i] = -INFINITY;
+    if (s->c) {
+        kvmesh_view_t *v;
+        kvmesh_block_t blk;
+        H_OK(kvmesh_cache_view(s->c, l, &v));
+        H_OK(kvmesh_view_local(v, (kvmesh_kv_t) t, NULL, &blk));
+        row = malloc(sizeof(float) * (size_t) (blk.shape[1] * blk.shape[2] * blk.shape[3]));
+        for (b = blk.offset[0]; b < blk.offset[0] + blk.shape[0]; b++) {
+            H_OK(kvmesh_view_read(v, (kvmesh_kv_t) t, b, 0, blk.shape[1], KVMESH_F32, row,
+                                  sizeof(float) * (size_t) (blk.shape[1] * blk.shape[2] *
+                                                            blk.shape[3])));
+            for (k = 0; k < blk.shape[1]; k++) {
+                int64_t pos;
+                H_OK(kvmesh_view_slot_position(v, b, k, &pos));
+                if (pos < 0)
+                    continue;
+                for (h = 0; h < blk.shape[2]; h++)
+                    for (d = 0; d < blk.shape[3]; d++)
+                        all[((b * S + pos) * H[t] + blk.offset[2] + h) * D[t] +
+                            blk.offset[3] + d] =
+                            row[(k * blk.shape[2] + h) * blk.shape[3] + d];
+            }
+        }
+        free(row);
+    }
+    MPI_Allreduce(MPI_IN_PLACE, all, (int) n, MPI_FLOAT, MPI_MAX, MPI_COMM_WORLD);
+    return all;
+}
+
+/* This rank's local values of a layer tensor, as read, for "unchanged" checks. */
+static float *
+local_values(side_t *s, int64_t l, int t, kvmesh_block_t *blk)
+{
+    kvmesh_view_t *v;
+    size_t per;
+    float *out;
+    int64_t b;
+
+    H_OK(kvmesh_cache_view(s->c, l, &v));
+    H_OK(kvmesh_view_local(v, (kvmesh_kv_t) t, NULL, blk));
+    per = (size_t) (blk->shape[1] * blk->shape[2] * blk->shape[3]);
+    out = malloc(per * (size_t) blk->shape[0] * sizeof *out);
+    for (b = 0; b < blk->shape[0]; b++)
+        H_OK(kvmesh_view_read(v, (kvmesh_kv_t) t, blk->offset[0] + b, 0, blk->shape[1],
+                              KVMESH_F32, out + (size_t) b * per, per * sizeof *out));
+    return out;
+}
+
+typedef struct {
+    side_t src, dst;
+    int64_t Bs, Ss, Bd, Sd;
+    char what[256];
+} run_t;
+
+/* One insert at slot and its checks. */
+static void
+insert_and_check(run_t *r, int64_t slot)
+{
+    float *src_vals[NL][2], *before[NL][2] = { { NULL } };
+    kvmesh_block_t blk;
+    int32_t sidx[NL][8], sst[NL][8];
+    int64_t l, b, k, h, d, bad = 0, moved = 0;
+    kvmesh_status_t st;
+    int t;
+
+    for (l = 0; l < NL; l++)
+        for (t = 0; t < 2; t++) {
+            src_vals[l][t] = gather_values(&r->src, r->Bs, r->Ss, l, t);
+            if (r->dst.c)
+                before[l][t] = local_values(&r->dst, l, t, &blk);
+        }
+    /* the source's rows, as every rank knows them after the insert */
+    memset(sidx, 0, sizeof sidx);
+    memset(sst, 0, sizeof sst);
+    if (r->src.c)
+        for (l = 0; l < NL; l++) {
+            kvmesh_view_t *v;
+            H_OK(kvmesh_cache_view(r->src.c, l, &v));
+            memcpy(sidx[l], kvmesh_view_indexs(v), (size_t) r->Bs * sizeof(int32_t));
+            memcpy(sst[l], kvmesh_view_starts(v), (size_t) r->Bs * sizeof(int32_t));
+        }
+    MPI_Allreduce(MPI_IN_PLACE, sidx, (int) (NL * 8), MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, sst, (int) (NL * 8), MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD);
+
+    st = kvmesh_cache_insert(r->dst.c, r->src.c, slot, MPI_COMM_WORLD);
+    h_expect_all(st, KVMESH_SUCCESS, r->what);
+    for (l = 0; r->dst.c && l < NL; l++) {
+        kvmesh_view_t *v;
+        H_OK(kvmesh_cache_view(r->dst.c, l, &v));
+        for (b = 0; b < r->Bs; b++) {
+            H_CHECK(kvmesh_view_indexs(v)[slot + b] == sidx[l][b] &&
+                    kvmesh_view_starts(v)[slot + b] == sst[l][b],
+                    "%s: slot %ld: row %ld's indexs/starts", r->what, (long) slot, (long) b);
+        }
+        for (t = 0; t < 2; t++) {
+            float *now = local_values(&r->dst, l, t, &blk);
+            int64_t i = 0;
+            for (b = blk.offset[0]; b < blk.offset[0] + blk.shape[0]; b++)
+                for (k = 0; k < blk.shape[1]; k++) {
+                    /* an inserted row's slot holds the source's value
+                     * wherever the source holds its position (the
+                     * positions both rings hold), its old one elsewhere */
+                    int64_t pos = -1, L = 0;
+                    bool ins = b >= slot && b < slot + r->Bs;
+                    H_OK(kvmesh_view_slot_position(v, b, k, &pos));
+                    if (ins)
+                        L = sidx[l][b - slot];
+                    for (h = 0; h < blk.shape[2]; h++)
+                        for (d = 0; d < blk.shape[3]; d++, i++) {
+                            float want = before[l][t][i];
+                            if (ins && pos >= 0 && pos < L &&
+                                src_vals[l][t][(((b - slot) * r->Ss + pos) * H[t] +
+                                                blk.offset[2] + h) * D[t] + blk.offset[3] + d]
+                                != -INFINITY) {
+                                want = src_vals[l][t][(((b - slot) * r->Ss + pos) * H[t] +
+                                                       blk.offset[2] + h) * D[t] +
+                                                      blk.offset[3] + d];
+                                moved++;
+                            }
+                            bad += memcmp(&now[i], &want, sizeof want) != 0;
+                        }
+                }
+            free(now);
+        }
+    }
+    H_CHECK(bad == 0, "%s: slot %ld: %ld values differ from the source's (or changed)",
+            r->what, (long) slot, (long) bad);
+    MPI_Allreduce(MPI_IN_PLACE, &moved, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    H_CHECK(moved > 0, "%s: nothing moved", r->what);
+    for (l = 0; l < NL; l++)
+        for (t = 0; t < 2; t++) {
+            free(src_vals[l][t]);
+            free(before[l][t]);
+        }
+}
+
+/* Source on world ranks [slo, shi) with mesh sspec, destination on
+ * [dlo, dhi) with dspec. */
+static void
+run(int slo, int shi, const char *sspec, int dlo, int dhi, const char *dspec,
+    kvmesh_dtype_t dt, kvmesh_quant_t q)
+{
+    run_t r;
+    int32_t idx[2] = { 3, 9 };
+
+    r.Bs = 2, r.Ss = 24, r.Bd = 6, r.Sd = 48;
+    snprintf(r.what, sizeof r.what, "insert [%d,%d) %s -> [%d,%d) %s dtype %d quant %d",
+             slo, shi, sspec, dlo, dhi, dspec, (int) dt, (int) q);
+    side_open(&r.src, slo, shi, sspec, r.Bs, r.Ss, 3, dt, q);
+    side_open(&r.dst, dlo, dhi, dspec, r.Bd, r.Sd, 4, dt, q);   /* rings 8 and 9+ */
+    /* destination rows hold something already */
+    if (r.dst.c)
+        fill(&r.dst, 4, 500);
+    if (r.src.c) {
+        H_OK(kvmesh_cache_insert_index(r.src.c, 0, 2, idx));
+        fill(&r.src, 3, 0);
+        fill(&r.src, 2, 0);
+    }
+    insert_and_check(&r, 0);
+    insert_and_check(&r, 2);
+    insert_and_check(&r, r.Bd - r.Bs);
+    side_close(&r.src);
+    side_close(&r.dst);
+}
+
+/* Errors: one status everywhere, nothing changed. */
+static void
+errors(void)
+{
+    side_t a, b, c;
+    kvmesh_status_t st;
+    char spec[32];
+
+    snprintf(spec, sizeof spec, "sp=%d", h_size);
+    side_open(&a, 0, h_size, spec, 2, 24, 3, KVMESH_BF16, KVMESH_QUANT_NONE);
+    side_open(&b, 0, h_size, "", 6, 48, 4, KVMESH_BF16, KVMESH_QUANT_NONE);
+    side_open(&c, 0, h_size, "", 6, 16, 4, KVMESH_BF16, KVMESH_QUANT_INT8);
+    fill(&a, 3, 0);
+    st = kvmesh_cache_insert(b.c, a.c, 5, MPI_COMM_WORLD);
+    h_expect_all(st, KVMESH_ERR_ARG, "slot + B_src > B_dst");
+    st = kvmesh_cache_insert(b.c, a.c, -1, MPI_COMM_WORLD);
+    h_expect_all(st, KVMESH_ERR_ARG, "negative slot");
+    st = kvmesh_cache_insert(c.c, a.c, 0, MPI_COMM_WORLD);
+    h_expect_all(st, KVMESH_ERR_ARG, "bf16 into int8");
+    st = kvmesh_cache_insert(b.c, b.c, 0, MPI_COMM_WORLD);
+    h_expect_all(st, KVMESH_ERR_ARG, "a cache into itself");
+    if (h_size > 1) {
+        st = kvmesh_cache_insert(b.c, a.c, h_rank == h_size - 1 ? 1 : 0, MPI_COMM_WORLD);
+        h_expect_all(st, KVMESH_ERR_MISMATCH, "a different slot on one rank");
+    }
+    side_close(&c);
+    side_open(&c, 0, h_size, "", 6, 16, 4, KVMESH_BF16, KVMESH_QUANT_NONE);
+    st = kvmesh_cache_insert(c.c, a.c, 0, MPI_COMM_WORLD);
+    h_expect_all(st, KVMESH_ERR_CAPACITY, "S_src > S_dst");
+    /* nothing changed: b's rows are all empty still */
+    {
+        kvmesh_view_t *v;
+        int64_t r, l;
+        for (l = 0; l < NL; l++) {
+            H_OK(kvmesh_cache_view(b.c, l, &v));
+            for (r = 0; r < 6; r++)
+                H_CHECK(kvmesh_view_indexs(v)[r] == 0, "a failed insert changed indexs");
+        }
+    }
+    /* evict: the rows become empty */
+    st = kvmesh_cache_insert(b.c, a.c, 1, MPI_COMM_WORLD);
+    h_expect_all(st, KVMESH_SUCCESS, "insert before evict");
+    H_OK(kvmesh_cache_evict(b.c, 1, 1));
+    {
+        kvmesh_view_t *v;
+        H_OK(kvmesh_cache_view(b.c, 0, &v));
+        H_CHECK(kvmesh_view_indexs(v)[1] == 0 && kvmesh_view_indexs(v)[2] == 3,
+                "evict: indexs %d %d", kvmesh_view_indexs(v)[1], kvmesh_view_indexs(v)[2]);
+    }
+    st = kvmesh_cache_evict(b.c, 5, 2);
+    h_expect_all(st, KVMESH_ERR_ARG, "evict past B");
+    side_close(&a);
+    side_close(&b);
+    side_close(&c);
+}
+
+int
+main(int argc, char **argv)
+{
+    static const kvmesh_dtype_t dts[4] = { KVMESH_BF16, KVMESH_F32, KVMESH_BF16, KVMESH_BF16 };
+    static const kvmesh_quant_t qs[4] = { KVMESH_QUANT_NONE, KVMESH_QUANT_NONE,
+                                          KVMESH_QUANT_INT8, KVMESH_QUANT_NF4 };
+    char specs[64][64], one[32], half[32];
+    int nm, m, k, half_n = h_size > 1 ? h_size / 2 : 1;
+
+    h_init(&argc, &argv);
+    nm = h_meshes(h_size, specs, 64);
+    snprintf(half, sizeof half, "tp=%d", half_n);
+    snprintf(one, sizeof one, "sp=%d", h_size);
+    for (m = 0; m < nm; m++)
+        for (k = 0; k < 4; k++) {
+            /* the same ranks, another mesh; a subset; one rank */
+            run(0, h_size, one, 0, h_size, specs[m], dts[k], qs[k]);
+            run(0, half_n, half, 0, h_size, specs[m], dts[k], qs[k]);
+            run(h_size - 1, h_size, "", 0, h_size, specs[m], dts[k], qs[k]);
+        }
+    /* disjoint groups: the upper half into the lower half */
+    if (h_size > 1)
+        for (k = 0; k < 4; k++) {
+            char lo[32];
+            snprintf(lo, sizeof lo, "sp=%d", half_n);
+            run(half_n, h_size, "", 0, half_n, lo, dts[k], qs[k]);
+        }
+    errors();
+    return h_finish("t_insert");
+}

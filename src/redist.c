@@ -1,0 +1,552 @@
+/* The redistribution engine: see redist.h.
+ *
+ * Every rank of the parent learns both sides' plain description (layout,
+ * the layers' kinds and storage lengths, the replicated per-row state)
+ * from one member of each side, so that every rank enumerates the same
+ * transfers without further messages.  A transfer is made of pieces: one
+ * source row's positions [p0, p1) that lie in consecutive storage slots on
+ * both sides, for a range of heads and of dim units (elements, or whole
+ * head vectors of a quantized cache).  Each destination block takes each
+ * piece from one source replica: the one on the same parent rank when
+ * there is one (a local copy, no MPI), else one picked by the
+ * destination's rank, so that replicas share the load.  Data moves from
+ * storage to storage through MPI derived datatypes: no staging buffer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "layout.h"
+#include "mesh.h"
+#include "redist.h"
+#include "status.h"
+#include "view.h"
+
+/* What every parent rank knows of one side (plain data, sent as bytes). */
+typedef struct {
+    kvm_layout_t lo;
+    int64_t nl;
+    int64_t dtype, quant;
+    int64_t esize, hbytes[2], nscale[2];
+} side_head_t;
+
+typedef struct {
+    side_head_t h;
+    char *blob;                    /* detail, len and state, one allocation */
+    kvmesh_mask_detail_t *detail;  /* [nl] */
+    int64_t *len;                  /* [nl] storage slots per row */
+    int32_t *state;                /* [nl][indexs, starts][B] */
+    int *parent;                   /* [mesh ranks] parent rank of each */
+    int me;                        /* my mesh rank, -1 outside the side */
+    const kvmesh_cache_t *c;       /* my cache, NULL outside */
+} side_t;
+
+static size_t
+blob_bytes(const side_head_t *h)
+{
+    return (size_t) h->nl * (sizeof(kvmesh_mask_detail_t) + sizeof(int64_t) +
+                             2 * (size_t) h->lo.B * sizeof(int32_t));
+}
+
+static void
+blob_point(side_t *s)
+{
+    s->detail = (kvmesh_mask_detail_t *) s->blob;
+    s->len = (int64_t *) (s->detail + s->h.nl);
+    s->state = (int32_t *) (s->len + s->h.nl);
+}
+
+static void
+side_free(side_t *s)
+{
+    free(s->blob);
+    free(s->parent);
+}
+
+/* One side's header from its mesh rank 0 (at parent rank root) to every
+ * rank of comm. */
+static int
+head_share(side_t *s, int root, MPI_Comm comm)
+{
+    const kvmesh_cache_t *c = s->c;
+    int t;
+
+    if (c && s->me == 0) {
+        s->h.lo = c->layout;
+        s->h.nl = c->meta.num_hidden_layers;
+        s->h.dtype = c->dtype, s->h.quant = c->quant, s->h.esize = (int64_t) c->esize;
+        for (t = 0; t < 2; t++)
+            s->h.hbytes[t] = c->hbytes[t], s->h.nscale[t] = c->nscale[t];
+    }
+    return MPI_Bcast(&s->h, (int) sizeof s->h, MPI_BYTE, root, comm);
+}
+
+static kvmesh_status_t
+side_alloc(side_t *s)
+{
+    s->blob = malloc(blob_bytes(&s->h));
+    s->parent = malloc((size_t) s->h.lo.nranks * sizeof *s->parent);
+    if (!s->blob || !s->parent)
+        return KVMESH_ERR_NOMEM;
+    blob_point(s);
+    return KVMESH_SUCCESS;
+}
+
+/* The rest of one side's description (kinds, lengths, state). */
+static int
+blob_share(side_t *s, int root, MPI_Comm comm)
+{
+    const kvmesh_cache_t *c = s->c;
+    int64_t l;
+
+    if (c && s->me == 0) {
+        for (l = 0; l < s->h.nl; l++) {
+            s->detail[l] = c->views[l].detail;
+            s->len[l] = c->views[l].len;
+        }
+        memcpy(s->state, c->state, (size_t) (s->h.nl * 2 * s->h.lo.B) * sizeof(int32_t));
+    }
+    return MPI_Bcast(s->blob, (int) blob_bytes(&s->h), MPI_BYTE, root, comm);
+}
+
+/* ---- geometry of the arrays ------------------------------------------ */
+
+/* Array a (0: K or V storage, 1: its scales) of tensor t of layer l held
+ * by mesh rank r of side s: its block in units, and a unit's bytes. */
+static void
+array_box(const side_t *s, int r, int64_t l, int t, int a, kvm_box_t *box, size_t *unit)
+{
+    int coords[KVMESH_NAXES];
+
+    kvm_layout_coords(&s->h.lo, r, coords);
+    (void) kvm_layout_cache_box(&s->h.lo, coords, t, s->len[l], box);
+    if (s->h.quant || a) {
+        box->d[3] = (kvmesh_span_t) { 0, 1 };   /* whole head vectors */
+        *unit = a ? (size_t) s->h.nscale[t] * sizeof(float) : (size_t) s->h.hbytes[t];
+    } else {
+        *unit = (size_t) s->h.esize;
+    }
+}
+
+static char *
+array_base(const side_t *s, int64_t l, int t, int a)
+{
+    const kvmesh_view_t *v = &s->c->views[l];
+    return a ? (char *) v->scale[t] : (char *) v->data[t];
+}
+
+static bool
+box_equal(const kvm_box_t *a, const kvm_box_t *b)
+{
+    int i;
+
+    for (i = 0; i < 4; i++)
+        if (a->d[i].lo != b->d[i].lo || a->d[i].len != b->d[i].len)
+            return false;
+    return true;
+}
+
+/* The source rank that sends destination rank d what source rank s's
+ * block holds: among the ranks with the same block (replicas), the one on
+ * d's parent rank, else one picked by d. */
+static int
+holder(const side_t *src, const side_t *dst, int s, int d, int64_t l, int t)
+{
+    kvm_box_t bs, b;
+    size_t unit;
+    int r, count = 0, pick;
+
+    array_box(src, s, l, t, 0, &bs, &unit);
+    for (r = 0; r < src->h.lo.nranks; r++) {
+        array_box(src, r, l, t, 0, &b, &unit);
+        if (!box_equal(&b, &bs))
+            continue;
+        if (src->parent[r] == dst->parent[d])
+            return r;
+        count++;
+    }
+    pick = d % count;
+    for (r = 0; r < src->h.lo.nranks; r++) {
+        array_box(src, r, l, t, 0, &b, &unit);
+        if (box_equal(&b, &bs) && pick-- == 0)
+            return r;
+    }
+    return s;
+}
+
+/* ---- block lists: what one side of a pair reads or writes, in order --- */
+
+typedef struct {
+    MPI_Aint *addr;
+    int *len;
+    int64_t n, cap, bytes;
+    bool nomem;
+} blist_t;
+
+static void
+blist_add(blist_t *bl, char *p, size_t len)
+{
+    MPI_Aint a;
+
+    MPI_Get_address(p, &a);
+    if (bl->n && bl->addr[bl->n - 1] + bl->len[bl->n - 1] == a &&
+        (size_t) bl->len[bl->n - 1] + len <= (size_t) INT32_MAX) {
+        bl->len[bl->n - 1] += (int) len;
+    } else {
+        if (bl->n == bl->cap) {
+            int64_t cap = bl->cap ? 2 * bl->cap : 64;
+            MPI_Aint *na = realloc(bl->addr, (size_t) cap * sizeof *na);
+            int *nl = na ? realloc(bl->len, (size_t) cap * sizeof *nl) : NULL;
+            if (na)
+                bl->addr = na;
+            if (!na || !nl) {
+                bl->nomem = true;
+                return;
+            }
+            bl->len = nl;
+            bl->cap = cap;
+        }
+        bl->addr[bl->n] = a;
+        bl->len[bl->n++] = (int) len;
+    }
+    bl->bytes += (int64_t) len;
+}
+
+/* One piece: source row `row`, positions [p0, p1) starting in global slot
+ * `slot` of this side's storage (of row `row` + the side's row offset),
+ * heads [h0, h1), units [e0, e1). */
+typedef struct {
+    int64_t row, n, slot[2], h0, h1, e0, e1;
+} piece_t;
+
+static void
+blist_piece(blist_t *bl, char *base, const kvm_box_t *box, size_t unit,
+            int64_t row, int64_t slot, const piece_t *pc)
+{
+    const int64_t r = row - box->d[0].lo, s = slot - box->d[1].lo;
+    const int64_t K = box->d[1].len, H = box->d[2].len, U = box->d[3].len;
+    int64_t i, h;
+
+    for (i = 0; i < pc->n; i++)
+        for (h = pc->h0; h < pc->h1; h++)
+            blist_add(bl, base + (size_t) ((((r * K + s + i) * H + h - box->d[2].lo) * U +
+                                            pc->e0 - box->d[3].lo)) * unit,
+                      (size_t) (pc->e1 - pc->e0) * unit);
+}
+
+/* ---- the pieces of a pair -------------------------------------------- */
+
+typedef struct {
+    const side_t *src, *dst;
+    int64_t slot;                  /* destination row of source row 0 */
+    blist_t *send, *recv;          /* my lists of this pair (NULL: not mine) */
+} pair_t;
+
+/* Every piece source rank s holds of destination rank d's block of array
+ * (l, t, a), added to the pair's lists in one order on both sides. */
+static void
+pair_pieces(pair_t *p, int s, int d, int64_t l, int t, int a)
+{
+    const side_t *src = p->src, *dst = p->dst;
+    const bool ring = src->detail[l].kind == KVMESH_MASK_SLIDING;
+    const int64_t Ls = src->len[l], Ld = dst->len[l];
+    kvm_box_t bs, bd;
+    size_t unit;
+    int64_t r, r0, r1;
+    piece_t pc;
+
+    array_box(src, s, l, t, a, &bs, &unit);
+    array_box(dst, d, l, t, a, &bd, &unit);
+    r0 = bs.d[0].lo > bd.d[0].lo - p->slot ? bs.d[0].lo : bd.d[0].lo - p->slot;
+    r1 = bs.d[0].lo + bs.d[0].len;
+    if (r1 > bd.d[0].lo + bd.d[0].len - p->slot)
+        r1 = bd.d[0].lo + bd.d[0].len - p->slot;
+    if (r1 > src->h.lo.B)
+        r1 = src->h.lo.B;
+    pc.h0 = bs.d[2].lo > bd.d[2].lo ? bs.d[2].lo : bd.d[2].lo;
+    pc.h1 = bs.d[2].lo + bs.d[2].len < bd.d[2].lo + bd.d[2].len
+          ? bs.d[2].lo + bs.d[2].len : bd.d[2].lo + bd.d[2].len;
+    pc.e0 = bs.d[3].lo > bd.d[3].lo ? bs.d[3].lo : bd.d[3].lo;
+    pc.e1 = bs.d[3].lo + bs.d[3].len < bd.d[3].lo + bd.d[3].len
+          ? bs.d[3].lo + bs.d[3].len : bd.d[3].lo + bd.d[3].len;
+    if (pc.h0 >= pc.h1 || pc.e0 >= pc.e1)
+        return;
+    for (r = r0 < 0 ? 0 : r0; r < r1; r++) {
+        /* the filled positions: all of them, or what both rings hold */
+        const int64_t L = src->state[(2 * l) * src->h.lo.B + r];
+        int64_t keep = L < Ls ? L : Ls, p0;
+        kvm_run_t dr[2], sr[2];
+        int i, j, nd, ns;
+
+        keep = keep < Ld ? keep : Ld;
+        p0 = ring ? L - keep : 0;
+        nd = kvm_layout_runs(Ld, ring, p0, L, bd.d[1], dr);
+        for (i = 0; i < nd; i++) {
+            ns = kvm_layout_runs(Ls, ring, dr[i].p0, dr[i].p1, bs.d[1], sr);
+            for (j = 0; j < ns; j++) {
+                pc.row = r;
+                pc.n = sr[j].p1 - sr[j].p0;
+                pc.slot[0] = sr[j].slot;
+                pc.slot[1] = dr[i].slot + sr[j].p0 - dr[i].p0;
+                if (p->send)
+                    blist_piece(p->send, array_base(src, l, t, a), &bs, unit, r,
+                                pc.slot[0], &pc);
+                if (p->recv)
+                    blist_piece(p->recv, array_base(dst, l, t, a), &bd, unit,
+                                r + p->slot, pc.slot[1], &pc);
+            }
+        }
+    }
+}
+
+/* Both lists of pair (s, d) as far as this rank takes part in it. */
+static void
+pair_lists(pair_t *p, int s, int d)
+{
+    const int narr = p->src->h.quant ? 2 : 1;
+    int64_t l;
+    int t, a;
+
+    for (l = 0; l < p->src->h.nl; l++)
+        for (t = 0; t < 2; t++)
+            if (holder(p->src, p->dst, s, d, l, t) == s)
+                for (a = 0; a < narr; a++)
+                    pair_pieces(p, s, d, l, t, a);
+}
+
+/* A local copy: the bytes of list a, in order, into those of list b. */
+static void
+blist_copy(const blist_t *to, const blist_t *from)
+{
+    int64_t i = 0, j = 0, oi = 0, oj = 0;
+
+    while (i < to->n && j < from->n) {
+        int64_t m = to->len[i] - oi < from->len[j] - oj ? to->len[i] - oi
+                                                         : from->len[j] - oj;
+        memcpy((char *) (to->addr[i] + oi), (const char *) (from->addr[j] + oj), (size_t) m);
+        oi += m, oj += m;
+        if (oi == to->len[i])
+            i++, oi = 0;
+        if (oj == from->len[j])
+            j++, oj = 0;
+    }
+}
+
+static int
+blist_type(const blist_t *bl, MPI_Datatype *type)
+{
+    int rc = MPI_Type_create_hindexed((int) bl->n, bl->len, bl->addr, MPI_BYTE, type);
+    return rc == MPI_SUCCESS ? MPI_Type_commit(type) : rc;
+}
+
+/* ---- insert ----------------------------------------------------------- */
+
+/* Can src's rows go into dst's rows [slot, slot + B_src)?  Every rank
+ * decides alike from the shared descriptions. */
+static kvmesh_status_t
+compatible(const side_t *src, const side_t *dst, int64_t slot)
+{
+    const kvm_layout_t *a = &src->h.lo, *b = &dst->h.lo;
+    int64_t l, r;
+
+    if (slot < 0 || slot > b->B - a->B)
+        return KVMESH_ERR_ARG;
+    if (src->h.nl != dst->h.nl || a->H[0] != b->H[0] || a->H[1] != b->H[1] ||
+        a->D[0] != b->D[0] || a->D[1] != b->D[1] || src->h.dtype != dst->h.dtype ||
+        src->h.quant != dst->h.quant)
+        return KVMESH_ERR_ARG;
+    for (l = 0; l < src->h.nl; l++)
+        if (src->detail[l].kind != dst->detail[l].kind ||
+            (src->detail[l].kind == KVMESH_MASK_SLIDING &&
+             src->detail[l].window != dst->detail[l].window) ||
+            (src->detail[l].kind == KVMESH_MASK_CHUNK &&
+             src->detail[l].chunk != dst->detail[l].chunk))
+            return KVMESH_ERR_ARG;
+    if (a->S > b->S)
+        return KVMESH_ERR_CAPACITY;
+    for (l = 0; l < src->h.nl; l++)
+        for (r = 0; r < a->B; r++)
+            if (src->state[2 * l * a->B + r] > b->S)
+                return KVMESH_ERR_CAPACITY;
+    return KVMESH_SUCCESS;
+}
+
+/* The members of one side from the gathered mesh ranks (column col of
+ * info): each mesh rank on exactly one parent rank. */
+static kvmesh_status_t
+members(const int64_t *info, int np, int col, int nranks, int *parent)
+{
+    int p, r, seen = 0;
+
+    for (r = 0; r < nranks; r++)
+        parent[r] = -1;
+    for (p = 0; p < np; p++) {
+        int64_t m = info[p * 6 + col];
+        if (m < 0)
+            continue;
+        if (m >= nranks || parent[m] >= 0)
+            return KVMESH_ERR_ARG;
+        parent[m] = p;
+        seen++;
+    }
+    return seen == nranks ? KVMESH_SUCCESS : KVMESH_ERR_ARG;
+}
+
+kvmesh_status_t
+kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot,
+                  MPI_Comm parent)
+{
+    side_t src = { 0 }, dst = { 0 };
+    int64_t mine[6], *info = NULL, hs = -1, hd = -1;
+    int np = 0, me = 0, p, s, d, rc, sroot = -1, droot = -1;
+    kvmesh_status_t st = KVMESH_SUCCESS, st2;
+    MPI_Comm comm = MPI_COMM_NULL;
+    MPI_Request *req = NULL;
+    MPI_Datatype *types = NULL;
+    blist_t *lists = NULL;
+    int nreq = 0, ntypes = 0;
+    bool all_same;
+
+    if (parent == MPI_COMM_NULL)
+        return KVMESH_ERR_ARG;
+    rc = MPI_Comm_dup(parent, &comm);
+    if (rc != MPI_SUCCESS)
+        return KVMESH_MPI(rc);
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    MPI_Comm_size(comm, &np);
+    MPI_Comm_rank(comm, &me);
+    src.c = srcc, dst.c = dstc;
+    src.me = srcc ? srcc->mesh->rank : -1;
+    dst.me = dstc ? dstc->mesh->rank : -1;
+    /* who is who, the slot, and each side's replicated state, gathered */
+    mine[0] = src.me, mine[1] = dst.me, mine[2] = slot;
+    mine[3] = srcc ? (int64_t) kvm_cache_state(srcc) : 0;
+    mine[4] = dstc ? (int64_t) kvm_cache_state(dstc) : 0;
+    mine[5] = (srcc && srcc->failed) || (dstc && dstc->failed) ? KVMESH_ERR_DIVERGED
+            : srcc && srcc == dstc ? KVMESH_ERR_ARG : KVMESH_SUCCESS;
+    info = malloc((size_t) np * 6 * sizeof *info);
+    KVMESH_GOTO(st, kvm_agree(comm, info ? KVMESH_SUCCESS : KVMESH_ERR_NOMEM));
+    rc = MPI_Allgather(mine, 6, MPI_INT64_T, info, 6, MPI_INT64_T, comm);
+    KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
+    /* from here on every rank reaches each verdict from the same data */
+    all_same = true;
+    for (p = 0; p < np; p++) {
+        if (info[p * 6 + 5] > (int64_t) st)
+            st = (kvmesh_status_t) info[p * 6 + 5];
+        all_same = all_same && info[p * 6 + 2] == slot;
+        if (info[p * 6] == 0)
+            sroot = p;
+        if (info[p * 6 + 1] == 0)
+            droot = p;
+    }
+    for (p = 0; p < np; p++) {
+        if (info[p * 6] >= 0 && hs == -1)
+            hs = info[p * 6 + 3];
+        if (info[p * 6 + 1] >= 0 && hd == -1)
+            hd = info[p * 6 + 4];
+        if ((info[p * 6] >= 0 && info[p * 6 + 3] != hs) ||
+            (info[p * 6 + 1] >= 0 && info[p * 6 + 4] != hd))
+            st = KVMESH_ERR_DIVERGED;
+    }
+    if (st == KVMESH_SUCCESS && !all_same)
+        st = KVMESH_ERR_MISMATCH;
+    if (st == KVMESH_SUCCESS && (sroot < 0 || droot < 0))
+        st = KVMESH_ERR_ARG;
+    if (st != KVMESH_SUCCESS)
+        goto fail;
+    /* both sides' descriptions, from their mesh rank 0 */
+    rc = head_share(&src, sroot, comm);
+    if (rc == MPI_SUCCESS)
+        rc = head_share(&dst, droot, comm);
+    KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
+    st = side_alloc(&src);
+    if (st == KVMESH_SUCCESS)
+        st = side_alloc(&dst);
+    KVMESH_GOTO(st, kvm_agree(comm, st));
+    rc = blob_share(&src, sroot, comm);
+    if (rc == MPI_SUCCESS)
+        rc = blob_share(&dst, droot, comm);
+    KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
+    st = members(info, np, 0, src.h.lo.nranks, src.parent);
+    if (st == KVMESH_SUCCESS)
+        st = members(info, np, 1, dst.h.lo.nranks, dst.parent);
+    if (st == KVMESH_SUCCESS)
+        st = compatible(&src, &dst, slot);
+    if (st != KVMESH_SUCCESS)
+        goto fail;
+
+    /* the lists of every pair this rank sends or receives in */
+    lists = calloc((size_t) (2 * (src.h.lo.nranks + dst.h.lo.nranks)), sizeof *lists);
+    req = malloc((size_t) (src.h.lo.nranks + dst.h.lo.nranks) * sizeof *req);
+    types = malloc((size_t) (src.h.lo.nranks + dst.h.lo.nranks) * sizeof *types);
+    if (!lists || !req || !types)
+        st = KVMESH_ERR_NOMEM;
+    for (d = 0; st == KVMESH_SUCCESS && d < dst.h.lo.nranks; d++)
+        for (s = 0; s < src.h.lo.nranks; s++) {
+            blist_t *sl = NULL, *rl = NULL;
+            pair_t pr = { &src, &dst, slot, NULL, NULL };
+            if (s == src.me)
+                sl = &lists[2 * d];                   /* what I send d */
+            if (d == dst.me)
+                rl = &lists[2 * dst.h.lo.nranks + 2 * s + 1];   /* what I get from s */
+            if (!sl && !rl)
+                continue;
+            pr.send = sl, pr.recv = rl;
+            pair_lists(&pr, s, d);
+            if ((sl && sl->nomem) || (rl && rl->nomem))
+                st = KVMESH_ERR_NOMEM;
+        }
+    st = kvm_agree(comm, st);
+    if (st != KVMESH_SUCCESS)
+        goto fail;
+    /* receives first, then sends, then the local copy, then wait */
+    for (s = 0; rc == MPI_SUCCESS && s < src.h.lo.nranks; s++) {
+        blist_t *rl = &lists[2 * dst.h.lo.nranks + 2 * s + 1];
+        if (dst.me < 0 || !rl->bytes || src.parent[s] == me)
+            continue;
+        rc = blist_type(rl, &types[ntypes]);
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Irecv(MPI_BOTTOM, 1, types[ntypes++], src.parent[s], 0, comm,
+                           &req[nreq++]);
+    }
+    for (d = 0; rc == MPI_SUCCESS && d < dst.h.lo.nranks; d++) {
+        blist_t *sl = &lists[2 * d];
+        if (src.me < 0 || !sl->bytes || dst.parent[d] == me)
+            continue;
+        rc = blist_type(sl, &types[ntypes]);
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Isend(MPI_BOTTOM, 1, types[ntypes++], dst.parent[d], 0, comm,
+                           &req[nreq++]);
+    }
+    if (rc == MPI_SUCCESS && src.me >= 0 && dst.me >= 0)
+        blist_copy(&lists[2 * dst.h.lo.nranks + 2 * src.me + 1], &lists[2 * dst.me]);
+    if (nreq) {
+        int wrc = MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
+        rc = rc == MPI_SUCCESS ? wrc : rc;
+    }
+    st = kvm_agree(comm, KVMESH_MPI(rc));
+    if (st == KVMESH_SUCCESS && dstc) {
+        /* the rows' indexs and starts, in every layer */
+        int64_t l;
+        for (l = 0; l < dst.h.nl; l++) {
+            memcpy(dstc->views[l].indexs + slot, src.state + 2 * l * src.h.lo.B,
+                   (size_t) src.h.lo.B * sizeof(int32_t));
+            memcpy(dstc->views[l].starts + slot, src.state + (2 * l + 1) * src.h.lo.B,
+                   (size_t) src.h.lo.B * sizeof(int32_t));
+        }
+    }
+fail:
+    for (p = 0; p < ntypes; p++)
+        MPI_Type_free(&types[p]);
+    for (p = 0; lists && p < 2 * (src.h.lo.nranks + dst.h.lo.nranks); p++) {
+        free(lists[p].addr);
+        free(lists[p].len);
+    }
+    free(lists);
+    free(req);
+    free(types);
+    free(info);
+    side_free(&src);
+    side_free(&dst);
+    st2 = st;
+    MPI_Comm_free(&comm);
+    return st2;
+}
