@@ -470,6 +470,18 @@ KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_insert(kvmesh_cache_t *dst, const kvmesh_cache_t *src, int64_t slot,
                     MPI_Comm parent);
 
+/** The same cache on another layout or rank count: a new cache in \p *out,
+ *  on \p part's mesh, with \p cache's metadata, options and contents (every
+ *  row's filled positions, indexs and starts; a ring keeps what both
+ *  lengths hold).  Ranks of the old cache's mesh pass it, the others NULL;
+ *  ranks of the new mesh pass \p part (its mesh must be on exactly those
+ *  ranks), the others NULL (and get no cache).  The old cache stays as it
+ *  was; free it when done.  Collective on \p parent, which holds both
+ *  meshes' ranks. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_reshard(const kvmesh_cache_t *cache, const kvmesh_partition_t *part,
+                     MPI_Comm parent, kvmesh_cache_t **out);
+
 /** Empties rows [slot, slot + count) of every layer: indexs and starts
  *  become 0.  The stored K/V are not zeroed (an empty row shows no
  *  position); the next append or insert overwrites them.  Every rank must

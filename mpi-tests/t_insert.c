@@ -8,7 +8,8 @@
  * source's at the same positions (the source's values gathered from all
  * its ranks), everything else unchanged, and indexs and starts copied;
  * bad arguments give one status everywhere and change nothing; evict
- * empties rows. */
+ * empties rows.  Reshard chains keep the gathered contents, and appends
+ * after a round trip agree with the same appends on the original. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +277,103 @@ run(int slo, int shi, const char *sspec, int dlo, int dhi, const char *dspec,
     side_close(&r.dst);
 }
 
+/* Both caches' rows (indexs, starts) and, gathered, the values of every
+ * key a query may still see: all filled positions of FULL and CHUNK rows,
+ * the last W of SLIDING rows (rings may hold more, by their lengths). */
+static void
+same_contents(side_t *a, side_t *b, int64_t B, int64_t S, const char *what)
+{
+    int64_t l, r, p, e, bad = 0;
+    int t;
+
+    for (l = 0; l < NL; l++) {
+        int32_t s[2][16] = { { 0 } };
+        kvmesh_view_t *v;
+        if (a->c) {
+            H_OK(kvmesh_cache_view(a->c, l, &v));
+            memcpy(s[0], kvmesh_view_indexs(v), (size_t) B * sizeof(int32_t));
+            memcpy(s[0] + 8, kvmesh_view_starts(v), (size_t) B * sizeof(int32_t));
+        }
+        if (b->c) {
+            H_OK(kvmesh_cache_view(b->c, l, &v));
+            memcpy(s[1], kvmesh_view_indexs(v), (size_t) B * sizeof(int32_t));
+            memcpy(s[1] + 8, kvmesh_view_starts(v), (size_t) B * sizeof(int32_t));
+        }
+        MPI_Allreduce(MPI_IN_PLACE, s, 32, MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD);
+        bad += memcmp(s[0], s[1], sizeof s[0]) != 0;
+        for (t = 0; t < 2; t++) {
+            float *x = gather_values(a, B, S, l, t), *y = gather_values(b, B, S, l, t);
+            const int64_t per = H[t] * D[t];
+            for (r = 0; r < B; r++)
+                for (p = 0; p < s[0][r]; p++) {
+                    if (det[l].kind == KVMESH_MASK_SLIDING && p < s[0][r] - det[l].window)
+                        continue;
+                    for (e = 0; e < per; e++)
+                        bad += memcmp(&x[(r * S + p) * per + e], &y[(r * S + p) * per + e],
+                                      sizeof *x) != 0 || x[(r * S + p) * per + e] == -INFINITY;
+                }
+            free(x);
+            free(y);
+        }
+    }
+    H_CHECK(bad == 0, "%s: %ld values or rows differ", what, (long) bad);
+}
+
+/* side b: a reshard of side a onto ranks [lo, hi) with mesh spec */
+static void
+reshard_to(side_t *a, side_t *b, int lo, int hi, const char *spec, int64_t B, int64_t S,
+           const char *what)
+{
+    int in = h_rank >= lo && h_rank < hi;
+    kvmesh_status_t st;
+
+    memset(b, 0, sizeof *b);
+    MPI_Comm_split(MPI_COMM_WORLD, in ? 0 : MPI_UNDEFINED, h_rank, &b->comm);
+    if (in) {
+        H_OK(kvmesh_mesh_create(b->comm, spec, &b->mesh));
+        H_OK(kvmesh_partition_create(b->mesh, &b->part));
+    }
+    st = kvmesh_cache_reshard(a->c, b->part, MPI_COMM_WORLD, in ? &b->c : NULL);
+    h_expect_all(st, KVMESH_SUCCESS, what);
+    H_CHECK((b->c != NULL) == in, "%s: a cache where there should be none, or none", what);
+    if (st == KVMESH_SUCCESS)
+        same_contents(a, b, B, S, what);
+}
+
+/* A chain of reshards (4 ranks: tp=2,sp=2 -> tp=4 -> 2 ranks sp=2 ->
+ * tp=2,sp=2), each with the same gathered contents, then decode-sized
+ * appends on the last one match the same appends on the first. */
+static void
+reshard_chain(kvmesh_dtype_t dt, kvmesh_quant_t q)
+{
+    const int half = h_size > 1 ? h_size / 2 : 1;
+    char first[32], all_tp[32], part_sp[32];
+    side_t a, b, c, d;
+    int32_t idx[4] = { 2, 11, 5, 0 };
+
+    snprintf(first, sizeof first, h_size == 4 ? "tp=2,sp=2" : "sp=%d", h_size);
+    snprintf(all_tp, sizeof all_tp, "tp=%d", h_size);
+    snprintf(part_sp, sizeof part_sp, "sp=%d", half);
+    side_open(&a, 0, h_size, first, 4, 32, 4, dt, q);
+    H_OK(kvmesh_cache_insert_index(a.c, 0, 4, idx));
+    fill(&a, 4, 7);
+    fill(&a, 3, 7);
+    reshard_to(&a, &b, 0, h_size, all_tp, 4, 32, "reshard to all tp");
+    reshard_to(&b, &c, 0, half, part_sp, 4, 32, "reshard to half the ranks");
+    reshard_to(&c, &d, 0, h_size, first, 4, 32, "reshard back");
+    same_contents(&a, &d, 4, 32, "round trip");
+    /* the same appends on both ends of the chain keep them equal */
+    fill(&a, 1, 99);
+    fill(&d, 1, 99);
+    fill(&a, 4, 99);
+    fill(&d, 4, 99);
+    same_contents(&a, &d, 4, 32, "appends after the round trip");
+    side_close(&a);
+    side_close(&b);
+    side_close(&c);
+    side_close(&d);
+}
+
 /* Errors: one status everywhere, nothing changed. */
 static void
 errors(void)
@@ -359,6 +457,8 @@ main(int argc, char **argv)
             snprintf(lo, sizeof lo, "sp=%d", half_n);
             run(half_n, h_size, "", 0, half_n, lo, dts[k], qs[k]);
         }
+    for (k = 0; k < 4; k++)
+        reshard_chain(dts[k], qs[k]);
     errors();
     return h_finish("t_insert");
 }

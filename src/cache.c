@@ -442,6 +442,13 @@ kvmesh_cache_insert(kvmesh_cache_t *dst, const kvmesh_cache_t *src, int64_t slot
 }
 
 kvmesh_status_t
+kvmesh_cache_reshard(const kvmesh_cache_t *cache, const kvmesh_partition_t *part,
+                     MPI_Comm parent, kvmesh_cache_t **out)
+{
+    return kvm_redist_reshard(cache, part, parent, out);
+}
+
+kvmesh_status_t
 kvmesh_cache_insert_starts(kvmesh_cache_t *cache, int64_t slot, int64_t count,
                            const int32_t *values)
 {

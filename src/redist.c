@@ -550,3 +550,80 @@ fail:
     MPI_Comm_free(&comm);
     return st2;
 }
+
+/* ---- reshard ---------------------------------------------------------- */
+
+/* What a new cache needs to be the old one on another layout: the old
+ * cache's metadata and options, sent from its mesh rank 0. */
+typedef struct {
+    kvmesh_meta_params_t meta;
+    int64_t dtype, quant, checked, max_append, nl;
+} reshard_head_t;
+
+kvmesh_status_t
+kvm_redist_reshard(const kvmesh_cache_t *old, const kvmesh_partition_t *part,
+                   MPI_Comm parent, kvmesh_cache_t **out)
+{
+    reshard_head_t h;
+    kvmesh_mask_detail_t *det = NULL;
+    kvmesh_cache_params_t cp;
+    kvmesh_meta_t *meta = NULL;
+    kvmesh_cache_t *c = NULL;
+    MPI_Comm comm = MPI_COMM_NULL;
+    int64_t mine = old ? old->mesh->rank : -1, *ranks = NULL, l;
+    kvmesh_status_t st = KVMESH_SUCCESS;
+    int np, p, root = -1, rc;
+
+    if (parent == MPI_COMM_NULL)
+        return KVMESH_ERR_ARG;
+    rc = MPI_Comm_dup(parent, &comm);
+    if (rc != MPI_SUCCESS)
+        return KVMESH_MPI(rc);
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    MPI_Comm_size(comm, &np);
+    ranks = malloc((size_t) np * sizeof *ranks);
+    st = !ranks ? KVMESH_ERR_NOMEM : part && !out ? KVMESH_ERR_ARG
+       : old && old->failed ? KVMESH_ERR_DIVERGED : KVMESH_SUCCESS;
+    KVMESH_GOTO(st, kvm_agree(comm, st));
+    rc = MPI_Allgather(&mine, 1, MPI_INT64_T, ranks, 1, MPI_INT64_T, comm);
+    KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
+    for (p = 0; p < np; p++)
+        if (ranks[p] == 0)
+            root = p;
+    KVMESH_GOTO(st, root < 0 ? KVMESH_ERR_ARG : KVMESH_SUCCESS);
+    memset(&h, 0, sizeof h);
+    if (mine == 0) {
+        h.meta = old->meta;
+        h.dtype = old->dtype, h.quant = old->quant, h.checked = old->checked;
+        h.max_append = old->A, h.nl = old->meta.num_hidden_layers;
+    }
+    rc = MPI_Bcast(&h, (int) sizeof h, MPI_BYTE, root, comm);
+    KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
+    det = malloc((size_t) h.nl * sizeof *det);
+    KVMESH_GOTO(st, kvm_agree(comm, det ? KVMESH_SUCCESS : KVMESH_ERR_NOMEM));
+    for (l = 0; mine == 0 && l < h.nl; l++)
+        det[l] = old->views[l].detail;
+    rc = MPI_Bcast(det, (int) (h.nl * (int64_t) sizeof *det), MPI_BYTE, root, comm);
+    KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
+    /* the new cache, collectively on the new mesh; then all agree */
+    if (part) {
+        kvmesh_cache_params_init(&cp);
+        cp.dtype = (kvmesh_dtype_t) h.dtype, cp.quant = (kvmesh_quant_t) h.quant;
+        cp.checked = h.checked, cp.max_append = h.max_append, cp.details = det;
+        st = kvmesh_meta_create(&h.meta, &meta);
+        if (st == KVMESH_SUCCESS)
+            st = kvmesh_cache_init(meta, part, &cp, &c);
+        kvmesh_meta_free(&meta);
+    }
+    KVMESH_GOTO(st, kvm_agree(comm, st));
+    KVMESH_GOTO(st, kvm_redist_insert(c, old, 0, comm));
+    if (out)
+        *out = c;
+    c = NULL;
+fail:
+    (void) kvmesh_cache_free(&c);
+    free(det);
+    free(ranks);
+    MPI_Comm_free(&comm);
+    return st;
+}

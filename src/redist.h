@@ -14,4 +14,9 @@
 kvmesh_status_t kvm_redist_insert(kvmesh_cache_t *dst, const kvmesh_cache_t *src,
                                   int64_t slot, MPI_Comm parent);
 
+/** \p old on \p part's mesh, as a new cache in *out on the ranks that
+ *  pass a partition.  Collective on \p parent. */
+kvmesh_status_t kvm_redist_reshard(const kvmesh_cache_t *old, const kvmesh_partition_t *part,
+                                   MPI_Comm parent, kvmesh_cache_t **out);
+
 #endif
