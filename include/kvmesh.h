@@ -482,6 +482,71 @@ KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_reshard(const kvmesh_cache_t *cache, const kvmesh_partition_t *part,
                      MPI_Comm parent, kvmesh_cache_t **out);
 
+/** A pure: a whole cache on one rank in EasyDeL's to_pure shape.  Per
+ *  layer, key and value [B, S_l, H, D] row-major (S_l = S; for a SLIDING
+ *  layer min(W, S), each row holding its last min(W, L) positions oldest
+ *  first and zeros after them), in the cache's dtype or, for a quantized
+ *  cache, its codes (D int8, or ceil(D / 2) bytes of nf4 per head vector)
+ *  with their f32 scales [B, S_l, H, per_head]; indexs and starts [B];
+ *  the metadata and the layers' details. */
+typedef struct kvmesh_pure kvmesh_pure_t;
+
+/** Gathers the whole cache to mesh rank \p root (EasyDeL's to_pure): a new
+ *  pure in \p *pure on the root, NULL elsewhere.  Only filled positions
+ *  move.  Collective on the mesh communicator. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_gather(const kvmesh_cache_t *cache, int root, kvmesh_pure_t **pure);
+
+/** kvmesh_cache_gather() into an existing pure of this cache's shape and
+ *  storage (from an earlier gather), which the root passes and the other
+ *  ranks pass as NULL: repeated gathers allocate nothing.  Collective on
+ *  the mesh communicator. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_gather_into(const kvmesh_cache_t *cache, int root, kvmesh_pure_t *pure);
+
+/** The inverse of a gather (EasyDeL's from_pure): a new cache in \p *cache
+ *  on \p part's mesh with the contents of \p pure, which mesh rank \p root
+ *  holds (the other ranks pass NULL).  \p params gives the options
+ *  (max_append, checked; NULL: defaults); the storage type, quantization
+ *  and layer details are the pure's.  Collective on the partition's mesh
+ *  communicator. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_scatter(const kvmesh_pure_t *pure, int root, const kvmesh_partition_t *part,
+                     const kvmesh_cache_params_t *params, kvmesh_cache_t **cache);
+
+/** A new pure with \p in's contents dequantized (or converted) to
+ *  \p dtype, unquantized.  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_pure_dequantize(const kvmesh_pure_t *in, kvmesh_dtype_t dtype, kvmesh_pure_t **out);
+
+/** Frees a pure; accepts NULL.  Local. */
+void kvmesh_pure_free(kvmesh_pure_t **pure);
+
+/** A pure's layers, metadata, element type, quantization and layer
+ *  details.  Local. */
+int64_t kvmesh_pure_layers(const kvmesh_pure_t *pure);
+void kvmesh_pure_meta(const kvmesh_pure_t *pure, kvmesh_meta_params_t *meta);
+kvmesh_dtype_t kvmesh_pure_dtype(const kvmesh_pure_t *pure);
+kvmesh_quant_t kvmesh_pure_quant(const kvmesh_pure_t *pure);
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_pure_detail(const kvmesh_pure_t *pure, int64_t layer, kvmesh_mask_detail_t *detail);
+
+/** Layer \p layer's key or value array (owned by the pure) and its shape
+ *  [B, S_l, H, D] (elements; codes for a quantized pure).  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_pure_array(const kvmesh_pure_t *pure, int64_t layer, kvmesh_kv_t which, void **data,
+                  int64_t shape[4]);
+
+/** Its scales [B, S_l, H, per_head] (NULL, 0 unquantized).  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_pure_scales(const kvmesh_pure_t *pure, int64_t layer, kvmesh_kv_t which,
+                   float **scales, int64_t *per_head);
+
+/** Its indexs and starts [B] (owned by the pure).  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_pure_rows(const kvmesh_pure_t *pure, int64_t layer, int32_t **indexs,
+                 int32_t **starts);
+
 /** Empties rows [slot, slot + count) of every layer: indexs and starts
  *  become 0.  The stored K/V are not zeroed (an empty row shows no
  *  position); the next append or insert overwrites them.  Every rank must

@@ -319,6 +319,103 @@ same_contents(side_t *a, side_t *b, int64_t B, int64_t S, const char *what)
     H_CHECK(bad == 0, "%s: %ld values or rows differ", what, (long) bad);
 }
 
+/* Gathers side s to its mesh rank root and checks the pure against the
+ * values gathered from every rank: EasyDeL's to_pure order, zeros past
+ * the filled positions; then again into the same pure after an append. */
+static void
+gather_check(side_t *s, int root, int64_t B, int64_t S, const char *what)
+{
+    kvmesh_pure_t *pure = NULL;
+    int pass;
+
+    for (pass = 0; pass < 2; pass++) {
+        kvmesh_pure_t *f32 = NULL;
+        kvmesh_status_t st = KVMESH_SUCCESS;
+        int64_t l, b, i, e, bad = 0;
+        float *vals[NL][2];
+        int32_t rows[NL][2][8];
+        int t, am_root = 0;
+
+        for (l = 0; l < NL; l++)
+            for (t = 0; t < 2; t++)
+                vals[l][t] = gather_values(s, B, S, l, t);
+        memset(rows, 0, sizeof rows);
+        for (l = 0; s->c && l < NL; l++) {
+            kvmesh_view_t *v;
+            H_OK(kvmesh_cache_view(s->c, l, &v));
+            memcpy(rows[l][0], kvmesh_view_indexs(v), (size_t) B * sizeof(int32_t));
+            memcpy(rows[l][1], kvmesh_view_starts(v), (size_t) B * sizeof(int32_t));
+        }
+        MPI_Allreduce(MPI_IN_PLACE, rows, NL * 16, MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD);
+        if (s->c) {
+            int me;
+            MPI_Comm_rank(kvmesh_mesh_comm(s->mesh), &me);
+            am_root = me == root;
+            st = pass ? kvmesh_cache_gather_into(s->c, root, am_root ? pure : NULL)
+                      : kvmesh_cache_gather(s->c, root, &pure);
+            H_CHECK(st == KVMESH_SUCCESS, "%s: gather: %s", what, kvmesh_strerror(st));
+            H_CHECK((pure != NULL) == am_root, "%s: a pure off the root", what);
+        }
+        if (pure && st == KVMESH_SUCCESS) {
+            H_OK(kvmesh_pure_dequantize(pure, KVMESH_F32, &f32));
+            for (l = 0; f32 && l < NL; l++) {
+                int32_t *idx, *sts;
+                H_OK(kvmesh_pure_rows(pure, l, &idx, &sts));
+                for (b = 0; b < B; b++)
+                    bad += idx[b] != rows[l][0][b] || sts[b] != rows[l][1][b];
+                for (t = 0; t < 2; t++) {
+                    void *data;
+                    int64_t shape[4];
+                    const int64_t per = H[t] * D[t];
+                    H_OK(kvmesh_pure_array(f32, l, (kvmesh_kv_t) t, &data, shape));
+                    bad += shape[1] != (det[l].kind == KVMESH_MASK_SLIDING ? det[l].window : S);
+                    for (b = 0; b < B; b++) {
+                        const int64_t L = rows[l][0][b];
+                        const int64_t k = det[l].kind == KVMESH_MASK_SLIDING && L > shape[1]
+                                        ? shape[1] : L;
+                        for (i = 0; i < shape[1]; i++)
+                            for (e = 0; e < per; e++) {
+                                float got = ((float *) data)[(b * shape[1] + i) * per + e];
+                                float want = i < k ? vals[l][t][(b * S + L - k + i) * per + e]
+                                                   : 0.0f;
+                                bad += got != want;
+                            }
+                    }
+                }
+            }
+            kvmesh_pure_free(&f32);
+        }
+        H_CHECK(bad == 0, "%s: pass %d: %ld pure entries differ", what, pass, (long) bad);
+        /* scatter(gather(c)) onto the whole world, another mesh: the same */
+        {
+            side_t w;
+            char spec[32];
+            int wroot = -1, me_root = am_root ? h_rank : -1;
+            MPI_Allreduce(&me_root, &wroot, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+            memset(&w, 0, sizeof w);
+            w.comm = MPI_COMM_NULL;
+            snprintf(spec, sizeof spec, "tp=%d,fsdp=-1", h_size % 2 ? 1 : 2);
+            H_OK(kvmesh_mesh_create(MPI_COMM_WORLD, spec, &w.mesh));
+            H_OK(kvmesh_partition_create(w.mesh, &w.part));
+            st = kvmesh_cache_scatter(h_rank == wroot ? pure : NULL, wroot, w.part, NULL, &w.c);
+            h_expect_all(st, KVMESH_SUCCESS, "scatter of a gather");
+            if (st == KVMESH_SUCCESS)
+                same_contents(s, &w, B, S, "scatter(gather(c))");
+            side_close(&w);
+        }
+        for (l = 0; l < NL; l++)
+            for (t = 0; t < 2; t++)
+                free(vals[l][t]);
+        if (s->c && pass == 0)
+            fill(s, 2, 31);
+    }
+    kvmesh_pure_free(&pure);
+    if (s->c) {
+        kvmesh_status_t st = kvmesh_cache_gather(s->c, -1, &pure);
+        H_CHECK(st == KVMESH_ERR_ARG && pure == NULL, "%s: gather to root -1", what);
+    }
+}
+
 /* side b: a reshard of side a onto ranks [lo, hi) with mesh spec */
 static void
 reshard_to(side_t *a, side_t *b, int lo, int hi, const char *spec, int64_t B, int64_t S,
@@ -359,7 +456,9 @@ reshard_chain(kvmesh_dtype_t dt, kvmesh_quant_t q)
     fill(&a, 4, 7);
     fill(&a, 3, 7);
     reshard_to(&a, &b, 0, h_size, all_tp, 4, 32, "reshard to all tp");
+    gather_check(&a, h_size - 1, 4, 32, "gather of the original");
     reshard_to(&b, &c, 0, half, part_sp, 4, 32, "reshard to half the ranks");
+    gather_check(&c, 0, 4, 32, "gather of a half-rank cache");
     reshard_to(&c, &d, 0, h_size, first, 4, 32, "reshard back");
     same_contents(&a, &d, 4, 32, "round trip");
     /* the same appends on both ends of the chain keep them equal */

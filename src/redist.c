@@ -20,24 +20,8 @@
 #include "status.h"
 #include "view.h"
 
-/* What every parent rank knows of one side (plain data, sent as bytes). */
-typedef struct {
-    kvm_layout_t lo;
-    int64_t nl;
-    int64_t dtype, quant;
-    int64_t esize, hbytes[2], nscale[2];
-} side_head_t;
-
-typedef struct {
-    side_head_t h;
-    char *blob;                    /* detail, len and state, one allocation */
-    kvmesh_mask_detail_t *detail;  /* [nl] */
-    int64_t *len;                  /* [nl] storage slots per row */
-    int32_t *state;                /* [nl][indexs, starts][B] */
-    int *parent;                   /* [mesh ranks] parent rank of each */
-    int me;                        /* my mesh rank, -1 outside the side */
-    const kvmesh_cache_t *c;       /* my cache, NULL outside */
-} side_t;
+typedef kvm_side_head_t side_head_t;
+typedef kvm_side_t side_t;
 
 static size_t
 blob_bytes(const side_head_t *h)
@@ -54,35 +38,73 @@ blob_point(side_t *s)
     s->state = (int32_t *) (s->len + s->h.nl);
 }
 
-static void
-side_free(side_t *s)
+void
+kvm_side_free(kvm_side_t *s)
 {
     free(s->blob);
     free(s->parent);
+    free(s->base);
 }
 
-/* One side's header from its mesh rank 0 (at parent rank root) to every
- * rank of comm. */
+/* What a member of a side knows of it: everything, as plain data. */
+kvmesh_status_t
+kvm_side_member(side_t *s, int me, const side_head_t *h)
+{
+    s->me = me;
+    s->h = *h;
+    s->blob = malloc(blob_bytes(h));
+    s->base = malloc((size_t) h->nl * 4 * sizeof *s->base);
+    if (!s->blob || !s->base)
+        return KVMESH_ERR_NOMEM;
+    blob_point(s);
+    return KVMESH_SUCCESS;
+}
+
+kvmesh_status_t
+kvm_side_of_cache(side_t *s, const kvmesh_cache_t *c)
+{
+    side_head_t h;
+    int64_t l;
+    int t;
+
+    memset(s, 0, sizeof *s);
+    s->me = -1;
+    if (!c)
+        return KVMESH_SUCCESS;
+    memset(&h, 0, sizeof h);
+    h.lo = c->layout;
+    h.nl = c->meta.num_hidden_layers;
+    h.dtype = c->dtype, h.quant = c->quant, h.esize = (int64_t) c->esize;
+    for (t = 0; t < 2; t++)
+        h.hbytes[t] = c->hbytes[t], h.nscale[t] = c->nscale[t];
+    KVMESH_TRY(kvm_side_member(s, c->mesh->rank, &h));
+    for (l = 0; l < h.nl; l++) {
+        s->detail[l] = c->views[l].detail;
+        s->len[l] = c->views[l].len;
+        for (t = 0; t < 2; t++) {
+            s->base[4 * l + 2 * t] = (char *) c->views[l].data[t];
+            s->base[4 * l + 2 * t + 1] = (char *) c->views[l].scale[t];
+        }
+    }
+    memcpy(s->state, c->state, (size_t) (h.nl * 2 * h.lo.B) * sizeof(int32_t));
+    s->hash = kvm_cache_state(c);
+    s->status = c->failed ? KVMESH_ERR_DIVERGED : KVMESH_SUCCESS;
+    return KVMESH_SUCCESS;
+}
+
+/* One side's header, and then the rest of its description, from its mesh
+ * rank 0 (at parent rank root) to every rank of comm. */
 static int
 head_share(side_t *s, int root, MPI_Comm comm)
 {
-    const kvmesh_cache_t *c = s->c;
-    int t;
-
-    if (c && s->me == 0) {
-        s->h.lo = c->layout;
-        s->h.nl = c->meta.num_hidden_layers;
-        s->h.dtype = c->dtype, s->h.quant = c->quant, s->h.esize = (int64_t) c->esize;
-        for (t = 0; t < 2; t++)
-            s->h.hbytes[t] = c->hbytes[t], s->h.nscale[t] = c->nscale[t];
-    }
     return MPI_Bcast(&s->h, (int) sizeof s->h, MPI_BYTE, root, comm);
 }
 
 static kvmesh_status_t
 side_alloc(side_t *s)
 {
-    s->blob = malloc(blob_bytes(&s->h));
+    if (!s->blob)
+        s->blob = malloc(blob_bytes(&s->h));
     s->parent = malloc((size_t) s->h.lo.nranks * sizeof *s->parent);
     if (!s->blob || !s->parent)
         return KVMESH_ERR_NOMEM;
@@ -90,20 +112,9 @@ side_alloc(side_t *s)
     return KVMESH_SUCCESS;
 }
 
-/* The rest of one side's description (kinds, lengths, state). */
 static int
 blob_share(side_t *s, int root, MPI_Comm comm)
 {
-    const kvmesh_cache_t *c = s->c;
-    int64_t l;
-
-    if (c && s->me == 0) {
-        for (l = 0; l < s->h.nl; l++) {
-            s->detail[l] = c->views[l].detail;
-            s->len[l] = c->views[l].len;
-        }
-        memcpy(s->state, c->state, (size_t) (s->h.nl * 2 * s->h.lo.B) * sizeof(int32_t));
-    }
     return MPI_Bcast(s->blob, (int) blob_bytes(&s->h), MPI_BYTE, root, comm);
 }
 
@@ -129,8 +140,26 @@ array_box(const side_t *s, int r, int64_t l, int t, int a, kvm_box_t *box, size_
 static char *
 array_base(const side_t *s, int64_t l, int t, int a)
 {
-    const kvmesh_view_t *v = &s->c->views[l];
-    return a ? (char *) v->scale[t] : (char *) v->data[t];
+    return s->base[4 * l + 2 * t + a];
+}
+
+/* The runs of positions [p0, p1) of a row holding L tokens that land in
+ * slots kv of side s: by position, by position mod the ring, or, in a
+ * canonical array (a pure), the last positions of a window from slot 0. */
+static int
+side_runs(const side_t *s, int64_t l, int64_t L, int64_t p0, int64_t p1, kvmesh_span_t kv,
+          kvm_run_t run[2])
+{
+    const bool ring = s->detail[l].kind == KVMESH_MASK_SLIDING;
+
+    if (ring && s->canon) {
+        const int64_t base = L - (L < s->len[l] ? L : s->len[l]);
+        int count = kvm_layout_runs(s->len[l], false, p0 - base, p1 - base, kv, run), i;
+        for (i = 0; i < count; i++)
+            run[i].p0 += base, run[i].p1 += base;
+        return count;
+    }
+    return kvm_layout_runs(s->len[l], ring, p0, p1, kv, run);
 }
 
 static bool
@@ -278,9 +307,9 @@ pair_pieces(pair_t *p, int s, int d, int64_t l, int t, int a)
 
         keep = keep < Ld ? keep : Ld;
         p0 = ring ? L - keep : 0;
-        nd = kvm_layout_runs(Ld, ring, p0, L, bd.d[1], dr);
+        nd = side_runs(dst, l, L, p0, L, bd.d[1], dr);
         for (i = 0; i < nd; i++) {
-            ns = kvm_layout_runs(Ls, ring, dr[i].p0, dr[i].p1, bs.d[1], sr);
+            ns = side_runs(src, l, L, dr[i].p0, dr[i].p1, bs.d[1], sr);
             for (j = 0; j < ns; j++) {
                 pc.row = r;
                 pc.n = sr[j].p1 - sr[j].p0;
@@ -391,37 +420,25 @@ members(const int64_t *info, int np, int col, int nranks, int *parent)
 }
 
 kvmesh_status_t
-kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot,
-                  MPI_Comm parent)
+kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
+                kvmesh_status_t local)
 {
-    side_t src = { 0 }, dst = { 0 };
     int64_t mine[6], *info = NULL, hs = -1, hd = -1;
     int np = 0, me = 0, p, s, d, rc, sroot = -1, droot = -1;
-    kvmesh_status_t st = KVMESH_SUCCESS, st2;
-    MPI_Comm comm = MPI_COMM_NULL;
+    kvmesh_status_t st = KVMESH_SUCCESS;
     MPI_Request *req = NULL;
     MPI_Datatype *types = NULL;
     blist_t *lists = NULL;
     int nreq = 0, ntypes = 0;
     bool all_same;
 
-    if (parent == MPI_COMM_NULL)
-        return KVMESH_ERR_ARG;
-    rc = MPI_Comm_dup(parent, &comm);
-    if (rc != MPI_SUCCESS)
-        return KVMESH_MPI(rc);
-    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
     MPI_Comm_size(comm, &np);
     MPI_Comm_rank(comm, &me);
-    src.c = srcc, dst.c = dstc;
-    src.me = srcc ? srcc->mesh->rank : -1;
-    dst.me = dstc ? dstc->mesh->rank : -1;
     /* who is who, the slot, and each side's replicated state, gathered */
-    mine[0] = src.me, mine[1] = dst.me, mine[2] = slot;
-    mine[3] = srcc ? (int64_t) kvm_cache_state(srcc) : 0;
-    mine[4] = dstc ? (int64_t) kvm_cache_state(dstc) : 0;
-    mine[5] = (srcc && srcc->failed) || (dstc && dstc->failed) ? KVMESH_ERR_DIVERGED
-            : srcc && srcc == dstc ? KVMESH_ERR_ARG : KVMESH_SUCCESS;
+    mine[0] = src->me, mine[1] = dst->me, mine[2] = slot;
+    mine[3] = (int64_t) src->hash, mine[4] = (int64_t) dst->hash;
+    mine[5] = local > src->status ? local : src->status;
+    mine[5] = mine[5] > dst->status ? mine[5] : dst->status;
     info = malloc((size_t) np * 6 * sizeof *info);
     KVMESH_GOTO(st, kvm_agree(comm, info ? KVMESH_SUCCESS : KVMESH_ERR_NOMEM));
     rc = MPI_Allgather(mine, 6, MPI_INT64_T, info, 6, MPI_INT64_T, comm);
@@ -453,40 +470,40 @@ kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot
     if (st != KVMESH_SUCCESS)
         goto fail;
     /* both sides' descriptions, from their mesh rank 0 */
-    rc = head_share(&src, sroot, comm);
+    rc = head_share(src, sroot, comm);
     if (rc == MPI_SUCCESS)
-        rc = head_share(&dst, droot, comm);
+        rc = head_share(dst, droot, comm);
     KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
-    st = side_alloc(&src);
+    st = side_alloc(src);
     if (st == KVMESH_SUCCESS)
-        st = side_alloc(&dst);
+        st = side_alloc(dst);
     KVMESH_GOTO(st, kvm_agree(comm, st));
-    rc = blob_share(&src, sroot, comm);
+    rc = blob_share(src, sroot, comm);
     if (rc == MPI_SUCCESS)
-        rc = blob_share(&dst, droot, comm);
+        rc = blob_share(dst, droot, comm);
     KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
-    st = members(info, np, 0, src.h.lo.nranks, src.parent);
+    st = members(info, np, 0, src->h.lo.nranks, src->parent);
     if (st == KVMESH_SUCCESS)
-        st = members(info, np, 1, dst.h.lo.nranks, dst.parent);
+        st = members(info, np, 1, dst->h.lo.nranks, dst->parent);
     if (st == KVMESH_SUCCESS)
-        st = compatible(&src, &dst, slot);
+        st = compatible(src, dst, slot);
     if (st != KVMESH_SUCCESS)
         goto fail;
 
     /* the lists of every pair this rank sends or receives in */
-    lists = calloc((size_t) (2 * (src.h.lo.nranks + dst.h.lo.nranks)), sizeof *lists);
-    req = malloc((size_t) (src.h.lo.nranks + dst.h.lo.nranks) * sizeof *req);
-    types = malloc((size_t) (src.h.lo.nranks + dst.h.lo.nranks) * sizeof *types);
+    lists = calloc((size_t) (2 * (src->h.lo.nranks + dst->h.lo.nranks)), sizeof *lists);
+    req = malloc((size_t) (src->h.lo.nranks + dst->h.lo.nranks) * sizeof *req);
+    types = malloc((size_t) (src->h.lo.nranks + dst->h.lo.nranks) * sizeof *types);
     if (!lists || !req || !types)
         st = KVMESH_ERR_NOMEM;
-    for (d = 0; st == KVMESH_SUCCESS && d < dst.h.lo.nranks; d++)
-        for (s = 0; s < src.h.lo.nranks; s++) {
+    for (d = 0; st == KVMESH_SUCCESS && d < dst->h.lo.nranks; d++)
+        for (s = 0; s < src->h.lo.nranks; s++) {
             blist_t *sl = NULL, *rl = NULL;
-            pair_t pr = { &src, &dst, slot, NULL, NULL };
-            if (s == src.me)
+            pair_t pr = { src, dst, slot, NULL, NULL };
+            if (s == src->me)
                 sl = &lists[2 * d];                   /* what I send d */
-            if (d == dst.me)
-                rl = &lists[2 * dst.h.lo.nranks + 2 * s + 1];   /* what I get from s */
+            if (d == dst->me)
+                rl = &lists[2 * dst->h.lo.nranks + 2 * s + 1];   /* what I get from s */
             if (!sl && !rl)
                 continue;
             pr.send = sl, pr.recv = rl;
@@ -498,45 +515,35 @@ kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot
     if (st != KVMESH_SUCCESS)
         goto fail;
     /* receives first, then sends, then the local copy, then wait */
-    for (s = 0; rc == MPI_SUCCESS && s < src.h.lo.nranks; s++) {
-        blist_t *rl = &lists[2 * dst.h.lo.nranks + 2 * s + 1];
-        if (dst.me < 0 || !rl->bytes || src.parent[s] == me)
+    for (s = 0; rc == MPI_SUCCESS && s < src->h.lo.nranks; s++) {
+        blist_t *rl = &lists[2 * dst->h.lo.nranks + 2 * s + 1];
+        if (dst->me < 0 || !rl->bytes || src->parent[s] == me)
             continue;
         rc = blist_type(rl, &types[ntypes]);
         if (rc == MPI_SUCCESS)
-            rc = MPI_Irecv(MPI_BOTTOM, 1, types[ntypes++], src.parent[s], 0, comm,
+            rc = MPI_Irecv(MPI_BOTTOM, 1, types[ntypes++], src->parent[s], 0, comm,
                            &req[nreq++]);
     }
-    for (d = 0; rc == MPI_SUCCESS && d < dst.h.lo.nranks; d++) {
+    for (d = 0; rc == MPI_SUCCESS && d < dst->h.lo.nranks; d++) {
         blist_t *sl = &lists[2 * d];
-        if (src.me < 0 || !sl->bytes || dst.parent[d] == me)
+        if (src->me < 0 || !sl->bytes || dst->parent[d] == me)
             continue;
         rc = blist_type(sl, &types[ntypes]);
         if (rc == MPI_SUCCESS)
-            rc = MPI_Isend(MPI_BOTTOM, 1, types[ntypes++], dst.parent[d], 0, comm,
+            rc = MPI_Isend(MPI_BOTTOM, 1, types[ntypes++], dst->parent[d], 0, comm,
                            &req[nreq++]);
     }
-    if (rc == MPI_SUCCESS && src.me >= 0 && dst.me >= 0)
-        blist_copy(&lists[2 * dst.h.lo.nranks + 2 * src.me + 1], &lists[2 * dst.me]);
+    if (rc == MPI_SUCCESS && src->me >= 0 && dst->me >= 0)
+        blist_copy(&lists[2 * dst->h.lo.nranks + 2 * src->me + 1], &lists[2 * dst->me]);
     if (nreq) {
         int wrc = MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
         rc = rc == MPI_SUCCESS ? wrc : rc;
     }
     st = kvm_agree(comm, KVMESH_MPI(rc));
-    if (st == KVMESH_SUCCESS && dstc) {
-        /* the rows' indexs and starts, in every layer */
-        int64_t l;
-        for (l = 0; l < dst.h.nl; l++) {
-            memcpy(dstc->views[l].indexs + slot, src.state + 2 * l * src.h.lo.B,
-                   (size_t) src.h.lo.B * sizeof(int32_t));
-            memcpy(dstc->views[l].starts + slot, src.state + (2 * l + 1) * src.h.lo.B,
-                   (size_t) src.h.lo.B * sizeof(int32_t));
-        }
-    }
 fail:
     for (p = 0; p < ntypes; p++)
         MPI_Type_free(&types[p]);
-    for (p = 0; lists && p < 2 * (src.h.lo.nranks + dst.h.lo.nranks); p++) {
+    for (p = 0; lists && p < 2 * (src->h.lo.nranks + dst->h.lo.nranks); p++) {
         free(lists[p].addr);
         free(lists[p].len);
     }
@@ -544,11 +551,48 @@ fail:
     free(req);
     free(types);
     free(info);
-    side_free(&src);
-    side_free(&dst);
-    st2 = st;
+    return st;
+}
+
+void
+kvm_redist_rows(const side_t *src, int32_t *state, int64_t B, int64_t slot)
+{
+    int64_t l;
+    int k;
+
+    for (l = 0; l < src->h.nl; l++)
+        for (k = 0; k < 2; k++)
+            memcpy(state + (2 * l + k) * B + slot, src->state + (2 * l + k) * src->h.lo.B,
+                   (size_t) src->h.lo.B * sizeof(int32_t));
+}
+
+kvmesh_status_t
+kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot,
+                  MPI_Comm parent)
+{
+    side_t src, dst;
+    MPI_Comm comm;
+    kvmesh_status_t st, local;
+    int rc;
+
+    if (parent == MPI_COMM_NULL)
+        return KVMESH_ERR_ARG;
+    rc = MPI_Comm_dup(parent, &comm);
+    if (rc != MPI_SUCCESS)
+        return KVMESH_MPI(rc);
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    local = kvm_side_of_cache(&src, srcc);
+    st = kvm_side_of_cache(&dst, dstc);
+    local = local > st ? local : st;
+    if (srcc && srcc == dstc)
+        local = KVMESH_ERR_ARG;
+    st = kvm_redist_move(&src, &dst, slot, comm, local);
+    if (st == KVMESH_SUCCESS && dstc)
+        kvm_redist_rows(&src, dstc->state, dstc->B, slot);
+    kvm_side_free(&src);
+    kvm_side_free(&dst);
     MPI_Comm_free(&comm);
-    return st2;
+    return st;
 }
 
 /* ---- reshard ---------------------------------------------------------- */

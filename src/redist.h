@@ -8,6 +8,49 @@
 
 #include "cache.h"
 
+typedef struct kvm_side kvm_side_t;
+
+/* What every parent rank knows of one side (plain data, sent as bytes). */
+typedef struct {
+    kvm_layout_t lo;
+    int64_t nl;
+    int64_t dtype, quant;
+    int64_t esize, hbytes[2], nscale[2];
+} kvm_side_head_t;
+
+struct kvm_side {
+    kvm_side_head_t h;
+    char *blob;                    /* detail, len and state, one allocation */
+    kvmesh_mask_detail_t *detail;  /* [nl] */
+    int64_t *len;                  /* [nl] storage slots per row */
+    int32_t *state;                /* [nl][indexs, starts][B] */
+    int *parent;                   /* [mesh ranks] parent rank of each */
+    int me;                        /* my mesh rank, -1 outside the side */
+    bool canon;                    /* SLIDING rows oldest first (a pure) */
+    char **base;                   /* mine: [nl][K, V][data, scales] */
+    uint64_t hash;                 /* mine: hash of the replicated state */
+    kvmesh_status_t status;        /* mine: DIVERGED when it can't take part */
+};
+
+/** A member's side of a cache (NULL: outside; then only me = -1). */
+kvmesh_status_t kvm_side_of_cache(kvm_side_t *s, const kvmesh_cache_t *c);
+/** A member's side, for other kinds of storage (a pure): its header set,
+ *  its description arrays and bases allocated for it to fill. */
+kvmesh_status_t kvm_side_member(kvm_side_t *s, int me, const kvm_side_head_t *h);
+void kvm_side_free(kvm_side_t *s);
+
+/** Moves the filled positions of src's rows [0, B_src) into dst's rows
+ *  [slot, slot + B_src) (kvmesh_cache_insert's semantics), with \p local
+ *  the caller's own verdict so far.  Every rank of comm (a private
+ *  communicator) takes part; sides a rank is not in have me = -1.  On
+ *  success the caller updates the destination's rows: kvm_redist_rows().
+ *  Collective on \p comm. */
+kvmesh_status_t kvm_redist_move(kvm_side_t *src, kvm_side_t *dst, int64_t slot,
+                                MPI_Comm comm, kvmesh_status_t local);
+/** src's indexs and starts into rows [slot, ...) of a state array of B
+ *  rows ([layers][indexs, starts][B]). */
+void kvm_redist_rows(const kvm_side_t *src, int32_t *state, int64_t B, int64_t slot);
+
 /** Rows [0, B_src) of \p src into rows [slot, slot + B_src) of \p dst;
  *  either may be NULL on ranks outside its group.  Collective on
  *  \p parent. */
