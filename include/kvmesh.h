@@ -514,12 +514,31 @@ KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_scatter(const kvmesh_pure_t *pure, int root, const kvmesh_partition_t *part,
                      const kvmesh_cache_params_t *params, kvmesh_cache_t **cache);
 
+/** One layer's arrays for kvmesh_pure_wrap(), laid out as a pure's. */
+typedef struct {
+    void *key, *value;                 /**< [B, S_l, H, D], or codes */
+    float *key_scales, *value_scales;  /**< quantized: [B, S_l, H, per_head] */
+    int32_t *indexs, *starts;          /**< [B] */
+} kvmesh_pure_layer_t;
+
+/** A pure around the caller's own arrays (numpy arrays handed over from
+ *  Python, say), not copied: they must outlive the pure, and a gather into
+ *  it writes them.  \p meta as for kvmesh_meta_create(); \p details one per
+ *  layer (NULL: all SLIDING with meta's sliding_window, or all FULL); S_l
+ *  is S, or min(W, S) for a SLIDING layer, whose rows hold their last
+ *  positions oldest first.  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_pure_wrap(const kvmesh_meta_params_t *meta, const kvmesh_mask_detail_t *details,
+                 kvmesh_dtype_t dtype, kvmesh_quant_t quant, const kvmesh_pure_layer_t *layers,
+                 kvmesh_pure_t **pure);
+
 /** A new pure with \p in's contents dequantized (or converted) to
  *  \p dtype, unquantized.  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_pure_dequantize(const kvmesh_pure_t *in, kvmesh_dtype_t dtype, kvmesh_pure_t **out);
 
-/** Frees a pure; accepts NULL.  Local. */
+/** Frees a pure (not the caller's arrays of a wrapped one); accepts NULL.
+ *  Local. */
 void kvmesh_pure_free(kvmesh_pure_t **pure);
 
 /** A pure's layers, metadata, element type, quantization and layer

@@ -386,22 +386,45 @@ gather_check(side_t *s, int root, int64_t B, int64_t S, const char *what)
             kvmesh_pure_free(&f32);
         }
         H_CHECK(bad == 0, "%s: pass %d: %ld pure entries differ", what, pass, (long) bad);
-        /* scatter(gather(c)) onto the whole world, another mesh: the same */
+        /* scatter(gather(c)) onto the whole world, another mesh: the same;
+         * the second time from a pure around the caller's arrays (the
+         * first pure's, handed over as a Python user would) */
         {
             side_t w;
             char spec[32];
             int wroot = -1, me_root = am_root ? h_rank : -1;
+            kvmesh_pure_t *wrapped = NULL, *from = pure;
+            if (pass == 1 && pure) {
+                kvmesh_pure_layer_t y[NL];
+                kvmesh_mask_detail_t dd[NL];
+                kvmesh_meta_params_t mp;
+                int64_t per;
+                for (l = 0; l < NL; l++) {
+                    H_OK(kvmesh_pure_array(pure, l, KVMESH_KEY, &y[l].key, NULL));
+                    H_OK(kvmesh_pure_array(pure, l, KVMESH_VALUE, &y[l].value, NULL));
+                    H_OK(kvmesh_pure_scales(pure, l, KVMESH_KEY, &y[l].key_scales, &per));
+                    H_OK(kvmesh_pure_scales(pure, l, KVMESH_VALUE, &y[l].value_scales, &per));
+                    H_OK(kvmesh_pure_rows(pure, l, &y[l].indexs, &y[l].starts));
+                    H_OK(kvmesh_pure_detail(pure, l, &dd[l]));
+                }
+                kvmesh_pure_meta(pure, &mp);
+                H_OK(kvmesh_pure_wrap(&mp, dd, kvmesh_pure_dtype(pure), kvmesh_pure_quant(pure),
+                                      y, &wrapped));
+                from = wrapped;
+            }
             MPI_Allreduce(&me_root, &wroot, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
             memset(&w, 0, sizeof w);
             w.comm = MPI_COMM_NULL;
             snprintf(spec, sizeof spec, "tp=%d,fsdp=-1", h_size % 2 ? 1 : 2);
             H_OK(kvmesh_mesh_create(MPI_COMM_WORLD, spec, &w.mesh));
             H_OK(kvmesh_partition_create(w.mesh, &w.part));
-            st = kvmesh_cache_scatter(h_rank == wroot ? pure : NULL, wroot, w.part, NULL, &w.c);
+            st = kvmesh_cache_scatter(h_rank == wroot ? from : NULL, wroot, w.part, NULL, &w.c);
             h_expect_all(st, KVMESH_SUCCESS, "scatter of a gather");
             if (st == KVMESH_SUCCESS)
-                same_contents(s, &w, B, S, "scatter(gather(c))");
+                same_contents(s, &w, B, S, pass ? "scatter(wrap(gather(c)))"
+                                                 : "scatter(gather(c))");
             side_close(&w);
+            kvmesh_pure_free(&wrapped);
         }
         for (l = 0; l < NL; l++)
             for (t = 0; t < 2; t++)

@@ -1,18 +1,24 @@
 /* Counts the MPI calls kvmesh makes (through the PMPI profiling interface)
  * to show that concatenate sends no message it does not need: none for a
  * decode step or an aligned prefill, point-to-point only for a misaligned
- * prefill, and exactly one allreduce in checked mode. */
+ * prefill, and exactly one allreduce in checked mode; and that an insert
+ * sends each moved byte once, and nothing for what a rank holds itself. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 
-static long n_p2p, n_coll;
+static long n_p2p, n_coll, n_sends, n_sent_bytes;
 
 int
 MPI_Isend(const void *b, int c, MPI_Datatype t, int d, int g, MPI_Comm m, MPI_Request *r)
 {
+    int size = 0;
+
+    PMPI_Type_size(t, &size);
     n_p2p++;
+    n_sends++;
+    n_sent_bytes += (long) size * c;
     return PMPI_Isend(b, c, t, d, g, m, r);
 }
 
@@ -196,5 +202,59 @@ main(int argc, char **argv)
 
     kvmesh_partition_free(&part);
     kvmesh_mesh_free(&mesh);
+
+    /* insert of a 1-row request on ranks 0-1 (tp=2) into a 4-rank tp=2,sp=2
+     * cache: dst rank 0 (tp 0, sp 0) copies from src rank 0 on the same
+     * rank; ranks 1 (tp 0, sp 1), 2 (tp 1, sp 0), 3 (tp 1, sp 1) get one
+     * message each with their heads (1 of 2, 4 dims, bf16: 8 bytes a
+     * position and tensor) of the 10 filled positions in their kv block:
+     * 2, 8, 2 positions, K and V: 192 bytes in 3 sends */
+    if (h_size == 4) {
+        kvmesh_mesh_t *sm = NULL, *dm = NULL;
+        kvmesh_partition_t *sp_ = NULL, *dp_ = NULL;
+        kvmesh_cache_t *src = NULL, *dst = NULL;
+        kvmesh_meta_params_t mp;
+        kvmesh_meta_t *meta = NULL;
+        MPI_Comm half;
+        long sent[2];
+
+        MPI_Comm_split(MPI_COMM_WORLD, h_rank < 2 ? 0 : MPI_UNDEFINED, h_rank, &half);
+        kvmesh_meta_params_init(&mp);
+        mp.sequence_length = S, mp.num_hidden_layers = 1, mp.num_heads = 2, mp.head_dim = 4;
+        mp.batch_size = 1;
+        H_OK(kvmesh_meta_create(&mp, &meta));
+        if (half != MPI_COMM_NULL) {
+            H_OK(kvmesh_mesh_create(half, "tp=2", &sm));
+            H_OK(kvmesh_partition_create(sm, &sp_));
+            H_OK(kvmesh_cache_init(meta, sp_, NULL, &src));
+        }
+        kvmesh_meta_free(&meta);
+        mp.batch_size = B;
+        H_OK(kvmesh_meta_create(&mp, &meta));
+        H_OK(kvmesh_mesh_create(MPI_COMM_WORLD, "tp=2,sp=2", &dm));
+        H_OK(kvmesh_partition_create(dm, &dp_));
+        H_OK(kvmesh_cache_init(meta, dp_, NULL, &dst));
+        kvmesh_meta_free(&meta);
+        if (src) {
+            int32_t ten[1] = { 10 };
+            H_OK(kvmesh_cache_insert_index(src, 0, 1, ten));
+        }
+        n_sends = n_sent_bytes = 0;
+        H_OK(kvmesh_cache_insert(dst, src, 2, MPI_COMM_WORLD));
+        sent[0] = n_sends, sent[1] = n_sent_bytes;
+        H_CHECK(sent[0] == (h_rank == 0 ? 1 : h_rank == 1 ? 2 : 0),
+                "insert: rank %d sent %ld messages", h_rank, sent[0]);
+        MPI_Allreduce(MPI_IN_PLACE, sent, 2, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+        H_CHECK(sent[0] == 3 && sent[1] == 192, "insert: %ld messages, %ld bytes; want 3, 192",
+                sent[0], sent[1]);
+        H_OK(kvmesh_cache_free(&src));
+        H_OK(kvmesh_cache_free(&dst));
+        kvmesh_partition_free(&sp_);
+        kvmesh_partition_free(&dp_);
+        kvmesh_mesh_free(&sm);
+        kvmesh_mesh_free(&dm);
+        if (half != MPI_COMM_NULL)
+            MPI_Comm_free(&half);
+    }
     return h_finish("t_messages");
 }

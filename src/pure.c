@@ -20,7 +20,10 @@ struct kvmesh_pure {
     kvmesh_mask_detail_t *detail; /* [nl] */
     int64_t *len;                 /* [nl] S_l */
     char **arr;                   /* [nl][K, V][data, scales] */
-    int32_t *state;               /* [nl][indexs, starts][B] */
+    int32_t *state;               /* owned: [nl][indexs, starts][B] */
+    int32_t **rows;               /* [nl][indexs, starts]: into state, or the
+                                     caller's arrays */
+    bool owned;                   /* arr and state are the pure's */
 };
 
 /* A one-rank layout of the cache's shape: every block whole. */
@@ -66,10 +69,14 @@ pure_new(const kvm_side_head_t *h, const kvmesh_meta_params_t *meta,
     p->len = malloc((size_t) nl * sizeof *p->len);
     p->arr = calloc((size_t) nl * 4, sizeof *p->arr);
     p->state = calloc((size_t) (nl * 2 * h->lo.B), sizeof *p->state);
-    if (!p->detail || !p->len || !p->arr || !p->state) {
+    p->rows = malloc((size_t) nl * 2 * sizeof *p->rows);
+    p->owned = true;
+    if (!p->detail || !p->len || !p->arr || !p->state || !p->rows) {
         kvmesh_pure_free(&p);
         return KVMESH_ERR_NOMEM;
     }
+    for (l = 0; l < 2 * nl; l++)
+        p->rows[l] = p->state + l * h->lo.B;
     memcpy(p->detail, detail, (size_t) nl * sizeof *detail);
     memcpy(p->len, len, (size_t) nl * sizeof *len);
     for (l = 0; l < nl; l++)
@@ -121,7 +128,8 @@ kvmesh_pure_dequantize(const kvmesh_pure_t *in, kvmesh_dtype_t dtype, kvmesh_pur
     for (t = 0; t < 2; t++)
         h.hbytes[t] = h.lo.D[t] * h.esize, h.nscale[t] = 0;
     KVMESH_TRY(pure_new(&h, &in->meta, in->detail, in->len, &p));
-    memcpy(p->state, in->state, (size_t) (h.nl * 2 * h.lo.B) * sizeof *p->state);
+    for (l = 0; l < 2 * h.nl; l++)
+        memcpy(p->rows[l], in->rows[l], (size_t) h.lo.B * sizeof(int32_t));
     for (l = 0; l < h.nl; l++)
         for (t = 0; t < 2; t++) {
             const int64_t D = h.lo.D[t];
@@ -154,9 +162,10 @@ kvmesh_pure_free(kvmesh_pure_t **pure)
     if (!pure || !*pure)
         return;
     p = *pure;
-    for (i = 0; p->arr && i < p->h.nl * 4; i++)
+    for (i = 0; p->owned && p->arr && i < p->h.nl * 4; i++)
         free(p->arr[i]);
     free(p->arr);
+    free(p->rows);
     free(p->detail);
     free(p->len);
     free(p->state);
@@ -196,10 +205,11 @@ pure_side(kvm_side_t *s, kvmesh_pure_t *p)
     s->canon = true;
     memcpy(s->detail, p->detail, (size_t) p->h.nl * sizeof *s->detail);
     memcpy(s->len, p->len, (size_t) p->h.nl * sizeof *s->len);
-    memcpy(s->state, p->state, (size_t) (p->h.nl * 2 * p->h.lo.B) * sizeof *s->state);
+    for (l = 0; l < 2 * p->h.nl; l++)
+        memcpy(s->state + l * p->h.lo.B, p->rows[l], (size_t) p->h.lo.B * sizeof(int32_t));
     for (l = 0; l < p->h.nl * 4; l++)
         s->base[l] = p->arr[l];
-    s->hash = kvm_hash(0, p->state, (size_t) (p->h.nl * 2 * p->h.lo.B) * sizeof *p->state);
+    s->hash = kvm_hash(0, s->state, (size_t) (p->h.nl * 2 * p->h.lo.B) * sizeof *s->state);
     return KVMESH_SUCCESS;
 }
 
@@ -228,8 +238,9 @@ kvmesh_cache_gather_into(const kvmesh_cache_t *c, int root, kvmesh_pure_t *pure)
     local = kvm_side_of_cache(&src, c);
     st = pure_side(&dst, pure);
     st = kvm_redist_move(&src, &dst, 0, comm, local > st ? local : st);
-    if (st == KVMESH_SUCCESS && pure)
-        kvm_redist_rows(&src, pure->state, pure->h.lo.B, 0);
+    for (l = 0; st == KVMESH_SUCCESS && pure && l < 2 * pure->h.nl; l++)
+        memcpy(pure->rows[l], src.state + l * pure->h.lo.B,
+               (size_t) pure->h.lo.B * sizeof(int32_t));
     kvm_side_free(&src);
     kvm_side_free(&dst);
     MPI_Comm_free(&comm);
@@ -254,6 +265,77 @@ kvmesh_cache_gather(const kvmesh_cache_t *c, int root, kvmesh_pure_t **pure)
         kvmesh_pure_free(&p);
     *pure = p;
     return st;
+}
+
+kvmesh_status_t
+kvmesh_pure_wrap(const kvmesh_meta_params_t *mp, const kvmesh_mask_detail_t *details,
+                 kvmesh_dtype_t dtype, kvmesh_quant_t quant, const kvmesh_pure_layer_t *layers,
+                 kvmesh_pure_t **out)
+{
+    static const int one[KVMESH_NAXES] = { 1, 1, 1, 1, 1 };
+    kvmesh_rule_t rules[2][KVMESH_NLOGICAL];
+    kvmesh_meta_t *meta = NULL;
+    kvmesh_meta_params_t m;
+    kvmesh_pure_t *p;
+    int64_t l, b, H[2], D[2];
+    int t;
+
+    if (!mp || !layers || !out || !kvm_dtype_size(dtype) ||
+        (quant != KVMESH_QUANT_NONE && quant != KVMESH_QUANT_INT8 && quant != KVMESH_QUANT_NF4))
+        return KVMESH_ERR_ARG;
+    KVMESH_TRY(kvmesh_meta_create(mp, &meta));
+    kvmesh_meta_get(meta, &m);
+    kvmesh_meta_free(&meta);
+    for (l = 0; l < m.num_hidden_layers; l++) {
+        const kvmesh_pure_layer_t *y = &layers[l];
+        const kvmesh_mask_detail_t *d = details ? &details[l] : NULL;
+        if (!y->key || !y->value || !y->indexs || !y->starts ||
+            (quant && (!y->key_scales || !y->value_scales)) ||
+            (d && ((d->kind == KVMESH_MASK_SLIDING && d->window <= 0) ||
+                   (d->kind == KVMESH_MASK_CHUNK && d->chunk <= 0) ||
+                   d->kind > KVMESH_MASK_CHUNK)))
+            return KVMESH_ERR_ARG;
+        for (b = 0; b < m.batch_size; b++)
+            if (y->indexs[b] < 0 || y->indexs[b] > m.sequence_length || y->starts[b] < 0 ||
+                y->starts[b] > m.sequence_length)
+                return KVMESH_ERR_ARG;
+    }
+    p = calloc(1, sizeof *p);
+    if (!p)
+        return KVMESH_ERR_NOMEM;
+    p->meta = m;
+    memset(rules, 0, sizeof rules);
+    H[0] = m.key_heads, H[1] = m.value_heads, D[0] = m.key_dim, D[1] = m.value_dim;
+    kvm_layout_init(&p->h.lo, one, rules, m.batch_size, m.sequence_length, H, D);
+    p->h.nl = m.num_hidden_layers;
+    p->h.dtype = dtype, p->h.quant = quant, p->h.esize = (int64_t) kvm_dtype_size(dtype);
+    for (t = 0; t < 2; t++) {
+        p->h.hbytes[t] = quant ? kvm_quant_code_bytes(quant, D[t]) : D[t] * p->h.esize;
+        p->h.nscale[t] = kvm_quant_scales(quant, D[t]);
+    }
+    p->detail = calloc((size_t) p->h.nl, sizeof *p->detail);
+    p->len = malloc((size_t) p->h.nl * sizeof *p->len);
+    p->arr = calloc((size_t) p->h.nl * 4, sizeof *p->arr);
+    p->rows = malloc((size_t) p->h.nl * 2 * sizeof *p->rows);
+    if (!p->detail || !p->len || !p->arr || !p->rows) {
+        kvmesh_pure_free(&p);
+        return KVMESH_ERR_NOMEM;
+    }
+    for (l = 0; l < p->h.nl; l++) {
+        const kvmesh_pure_layer_t *y = &layers[l];
+        kvmesh_mask_detail_t *d = &p->detail[l];
+        if (details)
+            *d = details[l];
+        else if (m.sliding_window > 0)
+            *d = (kvmesh_mask_detail_t) { KVMESH_MASK_SLIDING, m.sliding_window, 0 };
+        p->len[l] = d->kind == KVMESH_MASK_SLIDING && d->window < m.sequence_length
+                  ? d->window : m.sequence_length;
+        p->arr[4 * l] = y->key, p->arr[4 * l + 2] = y->value;
+        p->arr[4 * l + 1] = (char *) y->key_scales, p->arr[4 * l + 3] = (char *) y->value_scales;
+        p->rows[2 * l] = y->indexs, p->rows[2 * l + 1] = y->starts;
+    }
+    *out = p;
+    return KVMESH_SUCCESS;
 }
 
 /* ---- accessors -------------------------------------------------------- */
@@ -325,9 +407,9 @@ kvmesh_pure_rows(const kvmesh_pure_t *p, int64_t layer, int32_t **indexs, int32_
     if (!p || layer < 0 || layer >= p->h.nl)
         return KVMESH_ERR_ARG;
     if (indexs)
-        *indexs = p->state + 2 * layer * p->h.lo.B;
+        *indexs = p->rows[2 * layer];
     if (starts)
-        *starts = p->state + (2 * layer + 1) * p->h.lo.B;
+        *starts = p->rows[2 * layer + 1];
     return KVMESH_SUCCESS;
 }
 
