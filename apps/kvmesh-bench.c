@@ -2,6 +2,11 @@
  *
  *   --op init           one whole cache init vs malloc + memset of the same
  *                       bytes per rank
+ *   --op insert         kvmesh_cache_insert of a 1-row request on ranks
+ *                       0-1 (tp=2) into slot 3 of the cache, vs an
+ *                       MPI_Alltoallv of the same bytes per rank pair
+ *   --op gather         kvmesh_cache_gather_into rank 0 (a reused pure) vs
+ *                       an MPI_Gatherv of the same bytes per rank
  *   --op concat-decode  one decode step (n = 1, every layer, rows at
  *                       different fill levels mid-cache, past the window
  *                       for sliding layers so every append wraps the ring)
@@ -15,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "kvmesh.h"
 
@@ -29,6 +35,9 @@ typedef struct {
     int reps, inner;
     kvmesh_dtype_t dtype;
     bool json;
+    double fill;       /* insert, gather: filled fraction of the rows */
+    int src_ranks;     /* insert: ranks of the source group */
+    const char *src_mesh;
 } opts_t;
 
 static int rank, nranks;
@@ -42,6 +51,7 @@ usage(void)
             "         [--seq 4096] [--kv-heads 8] [--head-dim 128] [--dtype bf16|f16|f32]\n"
             "         [--mesh tp=2,sp=2] [--reps N] [--inner N] [--window W]\n"
             "         [--quant none|int8|nf4] [--ref-seq S] [--ref-window W] [--json]\n"
+            "         [--fill F] [--src-ranks N] [--src-mesh SPEC]   (insert, gather)\n"
             "  --window W      every layer SLIDING with window W (0: FULL)\n"
             "  --ref-seq S, --ref-window W  concat-decode: also time a second cache\n"
             "               (S positions, window W; 0: FULL), interleaved in the same\n"
@@ -57,12 +67,14 @@ parse(int argc, char **argv, opts_t *o)
         { "dtype", 1, 0, 't' }, { "mesh", 1, 0, 'm' }, { "reps", 1, 0, 'r' },
         { "inner", 1, 0, 'i' }, { "ref-seq", 1, 0, 'q' },
         { "window", 1, 0, 'w' }, { "ref-window", 1, 0, 'W' }, { "quant", 1, 0, 'Q' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' },
+        { "fill", 1, 0, 'F' }, { "src-ranks", 1, 0, 'R' }, { "src-mesh", 1, 0, 'M' },
         { 0, 0, 0, 0 }
     };
     int c;
 
     *o = (opts_t) { "init", "tp=2,sp=2", "bf16", 8, 8, 4096, 8, 128, 0, 0, -1,
-                    "none", KVMESH_QUANT_NONE, 0, 64, KVMESH_BF16, false };
+                    "none", KVMESH_QUANT_NONE, 0, 64, KVMESH_BF16, false, 1.0,
+                    nranks < 2 ? nranks : 2, NULL };
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
         case 'o': o->op = optarg; break;
@@ -80,6 +92,9 @@ parse(int argc, char **argv, opts_t *o)
         case 'W': o->ref_window = atoll(optarg); break;
         case 'Q': o->quant_name = optarg; break;
         case 'j': o->json = true; break;
+        case 'F': o->fill = atof(optarg); break;
+        case 'R': o->src_ranks = atoi(optarg); break;
+        case 'M': o->src_mesh = optarg; break;
         default: return 1;
         }
     }
@@ -87,14 +102,19 @@ parse(int argc, char **argv, opts_t *o)
     else if (!strcmp(o->dtype_name, "f16")) o->dtype = KVMESH_F16;
     else if (!strcmp(o->dtype_name, "f32")) o->dtype = KVMESH_F32;
     else return 1;
-    if (strcmp(o->op, "init") && strcmp(o->op, "concat-decode"))
+    if (strcmp(o->op, "init") && strcmp(o->op, "concat-decode") &&
+        strcmp(o->op, "insert") && strcmp(o->op, "gather"))
+        return 1;
+    if (!o->src_mesh)
+        o->src_mesh = o->src_ranks == 2 ? "tp=2" : "";
+    if (o->fill <= 0.0 || o->fill > 1.0 || o->src_ranks < 1 || o->src_ranks > nranks)
         return 1;
     if (!strcmp(o->quant_name, "none")) o->quant = KVMESH_QUANT_NONE;
     else if (!strcmp(o->quant_name, "int8")) o->quant = KVMESH_QUANT_INT8;
     else if (!strcmp(o->quant_name, "nf4")) o->quant = KVMESH_QUANT_NF4;
     else return 1;
     if (o->reps <= 0)
-        o->reps = strcmp(o->op, "init") ? 51 : 5;
+        o->reps = !strcmp(o->op, "init") ? 5 : !strcmp(o->op, "concat-decode") ? 51 : 11;
     return o->inner <= 0 || o->layers <= 0 || o->batch <= 0 || o->seq <= 0 ||
            o->kv_heads <= 0 || o->head_dim <= 0;
 }
@@ -532,6 +552,260 @@ done:
     return st;
 }
 
+/* ---- insert and gather ------------------------------------------------ */
+
+/* Largest growth of the resident set on any rank since \p kib0, MiB. */
+static double
+rss_growth(long kib0)
+{
+    struct rusage ru;
+    double g;
+
+    getrusage(RUSAGE_SELF, &ru);
+    g = (double) (ru.ru_maxrss - kib0) / 1024.0;
+    MPI_Allreduce(MPI_IN_PLACE, &g, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return g;
+}
+
+static long
+rss_now(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Bytes of the filled positions [0, L) of global row \p row that this
+ * rank holds of cache c, every layer, K and V. */
+static double
+held_bytes(kvmesh_cache_t *c, int64_t row, int64_t L)
+{
+    double bytes = 0;
+    int64_t l, lo, hi;
+    int t;
+
+    for (l = 0; l < kvmesh_cache_layers(c); l++) {
+        kvmesh_view_t *v;
+        kvmesh_block_t blk;
+        if (kvmesh_cache_view(c, l, &v))
+            return 0;
+        for (t = 0; t < 2; t++) {
+            if (kvmesh_view_local(v, (kvmesh_kv_t) t, NULL, &blk) ||
+                row < blk.offset[0] || row >= blk.offset[0] + blk.shape[0])
+                continue;
+            lo = blk.offset[1], hi = blk.offset[1] + blk.shape[1];
+            hi = hi < L ? hi : L;
+            if (hi > lo)
+                bytes += (double) (hi - lo) * (double) blk.shape[2] *
+                         (double) kvmesh_cache_head_bytes(c, (kvmesh_kv_t) t);
+        }
+    }
+    return bytes;
+}
+
+/* The summary line of a redistribution op. */
+static void
+report_redist(const opts_t *o, double moved, double secs, const char *base, double bsecs,
+              double rss)
+{
+    if (rank != 0)
+        return;
+    if (o->json)
+        printf("{\"op\":\"%s\",\"engine\":\"p2p\",\"ranks\":%d,\"mesh\":\"%s\","
+               "\"src_mesh\":\"%s\",\"src_ranks\":%d,\"layers\":%ld,\"batch\":%ld,"
+               "\"seq\":%ld,\"kv_heads\":%ld,\"head_dim\":%ld,\"dtype\":\"%s\","
+               "\"quant\":\"%s\",\"fill\":%.3g,\"reps\":%d,\"moved_bytes\":%.0f,"
+               "\"seconds\":%.9g,\"gbps\":%.4g,\"baseline\":\"%s\","
+               "\"baseline_seconds\":%.9g,\"ratio\":%.4g,\"peak_rss_growth_mib\":%.1f}\n",
+               o->op, nranks, o->mesh, strcmp(o->op, "insert") ? o->mesh : o->src_mesh,
+               strcmp(o->op, "insert") ? nranks : o->src_ranks, (long) o->layers,
+               (long) o->batch, (long) o->seq, (long) o->kv_heads, (long) o->head_dim,
+               o->dtype_name, o->quant_name, o->fill, o->reps, moved, secs,
+               moved / secs / 1e9, base, bsecs, secs / bsecs, rss);
+    else
+        printf("%-8s ranks %d mesh %s: %.0f B moved in %.3g s (%.3g GB/s); %s %.3g s; "
+               "ratio %.3f; peak RSS growth %.1f MiB\n", o->op, nranks, o->mesh, moved,
+               secs, moved / secs / 1e9, base, bsecs, secs / bsecs, rss);
+    fflush(stdout);
+}
+
+static kvmesh_status_t
+bench_insert(const opts_t *o, kvmesh_mesh_t *mesh)
+{
+    const int in = rank < o->src_ranks;
+    const int64_t slot = o->batch > 3 ? 3 : o->batch - 1;
+    const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
+                    ? (int64_t) (o->fill * (double) o->seq) : 1;
+    double *a = malloc((size_t) o->reps * sizeof *a), *b = malloc((size_t) o->reps * sizeof *b);
+    kvmesh_partition_t *dpart = NULL, *spart = NULL;
+    kvmesh_cache_t *dst = NULL, *src = NULL;
+    kvmesh_mesh_t *smesh = NULL;
+    kvmesh_status_t st;
+    MPI_Comm group;
+    opts_t so = *o;
+    double need, moved, *need_all = NULL;
+    int *from = NULL, *sc = NULL, *rc = NULL, *sd = NULL, *rd = NULL;
+    char *sbuf = NULL, *rbuf = NULL;
+    long kib0;
+    int r, p, myhead[3], *heads = NULL;
+
+    MPI_Comm_split(MPI_COMM_WORLD, in ? 0 : MPI_UNDEFINED, rank, &group);
+    so.batch = 1;
+    st = make_cache(o, mesh, &dpart, &dst);
+    if (st == KVMESH_SUCCESS && in) {
+        st = kvmesh_mesh_create(group, o->src_mesh, &smesh);
+        if (st == KVMESH_SUCCESS)
+            st = make_cache(&so, smesh, &spart, &src);
+        if (st == KVMESH_SUCCESS) {
+            int32_t l32 = (int32_t) L;
+            st = kvmesh_cache_insert_index(src, 0, 1, &l32);
+        }
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    /* the baseline's pairs: each destination rank takes its bytes from
+     * the source rank holding its heads, itself when it can */
+    need = held_bytes(dst, slot, L);
+    myhead[0] = myhead[1] = -1, myhead[2] = rank;
+    if (src) {
+        kvmesh_view_t *v;
+        kvmesh_block_t blk;
+        if (!kvmesh_cache_view(src, 0, &v) && !kvmesh_view_local(v, KVMESH_KEY, NULL, &blk))
+            myhead[0] = (int) blk.offset[2], myhead[1] = (int) (blk.offset[2] + blk.shape[2]);
+    }
+    heads = malloc(3 * (size_t) nranks * sizeof *heads);
+    need_all = malloc((size_t) nranks * sizeof *need_all);
+    from = malloc((size_t) nranks * sizeof *from);
+    sc = calloc((size_t) nranks, sizeof *sc), rc = calloc((size_t) nranks, sizeof *rc);
+    sd = calloc((size_t) nranks, sizeof *sd), rd = calloc((size_t) nranks, sizeof *rd);
+    MPI_Allgather(myhead, 3, MPI_INT, heads, 3, MPI_INT, MPI_COMM_WORLD);
+    MPI_Allgather(&need, 1, MPI_DOUBLE, need_all, 1, MPI_DOUBLE, MPI_COMM_WORLD);
+    moved = 0;
+    for (p = 0; p < nranks; p++) {
+        kvmesh_view_t *v;
+        kvmesh_block_t blk;
+        int64_t hb[2] = { 0, 0 };
+        int hlo, hhi, s;
+        moved += need_all[p];
+        /* rank p's key heads */
+        if (!kvmesh_cache_view(dst, 0, &v) && !kvmesh_view_local(v, KVMESH_KEY, NULL, &blk))
+            hb[0] = blk.offset[2], hb[1] = blk.shape[2];
+        MPI_Bcast(hb, 2, MPI_INT64_T, p, MPI_COMM_WORLD);
+        hlo = (int) hb[0], hhi = (int) (hb[0] + hb[1]);
+        from[p] = -1;
+        for (s = 0; s < nranks; s++)
+            if (heads[3 * s] >= 0 && heads[3 * s] <= hlo && heads[3 * s + 1] >= hhi &&
+                (from[p] < 0 || s == p))
+                from[p] = s;
+    }
+    for (p = 0; p < nranks; p++) {
+        if (from[p] == rank)
+            sc[p] = (int) need_all[p];
+        if (p == rank && from[p] >= 0)
+            rc[from[p]] = (int) need_all[p];
+    }
+    for (p = 1; p < nranks; p++)
+        sd[p] = sd[p - 1] + sc[p - 1], rd[p] = rd[p - 1] + rc[p - 1];
+    /* the baseline's buffers warm before the resident set is read: the
+     * growth is the library's */
+    sbuf = malloc((size_t) (sd[nranks - 1] + sc[nranks - 1]) + 1);
+    rbuf = malloc((size_t) (rd[nranks - 1] + rc[nranks - 1]) + 1);
+    if (!sbuf || !rbuf)
+        st = KVMESH_ERR_NOMEM;
+    else
+        memset(sbuf, 1, (size_t) (sd[nranks - 1] + sc[nranks - 1]) + 1),
+        memset(rbuf, 1, (size_t) (rd[nranks - 1] + rc[nranks - 1]) + 1);
+    kib0 = rss_now();
+    for (r = 0; r < o->reps && st == KVMESH_SUCCESS; r++) {
+        double t0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        st = kvmesh_cache_insert(dst, src, slot, MPI_COMM_WORLD);
+        a[r] = slowest(MPI_Wtime() - t0);
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        MPI_Alltoallv(sbuf, sc, sd, MPI_BYTE, rbuf, rc, rd, MPI_BYTE, MPI_COMM_WORLD);
+        b[r] = slowest(MPI_Wtime() - t0);
+    }
+    if (st == KVMESH_SUCCESS)
+        report_redist(o, moved, median(a, o->reps), "MPI_Alltoallv", median(b, o->reps),
+                      rss_growth(kib0));
+    kvmesh_cache_free(&src);
+    kvmesh_cache_free(&dst);
+    kvmesh_partition_free(&spart);
+    kvmesh_partition_free(&dpart);
+    kvmesh_mesh_free(&smesh);
+    if (group != MPI_COMM_NULL)
+        MPI_Comm_free(&group);
+    free(a), free(b), free(heads), free(need_all), free(from);
+    free(sc), free(rc), free(sd), free(rd), free(sbuf), free(rbuf);
+    return st;
+}
+
+static kvmesh_status_t
+bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
+{
+    const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
+                    ? (int64_t) (o->fill * (double) o->seq) : 1;
+    double *a = malloc((size_t) o->reps * sizeof *a), *b = malloc((size_t) o->reps * sizeof *b);
+    kvmesh_partition_t *part = NULL;
+    kvmesh_cache_t *c = NULL;
+    kvmesh_pure_t *pure = NULL;
+    kvmesh_status_t st;
+    int32_t *idx = malloc((size_t) o->batch * sizeof *idx);
+    int *counts = malloc((size_t) nranks * sizeof *counts);
+    int *displs = malloc((size_t) nranks * sizeof *displs);
+    double mine = 0, moved = 0;
+    char *sbuf, *rbuf = NULL;
+    int64_t row;
+    long kib0;
+    int r, p, count;
+
+    st = make_cache(o, mesh, &part, &c);
+    for (row = 0; idx && row < o->batch; row++)
+        idx[row] = (int32_t) L;
+    if (st == KVMESH_SUCCESS)
+        st = kvmesh_cache_insert_index(c, 0, o->batch, idx);
+    if (st == KVMESH_SUCCESS)
+        st = kvmesh_cache_gather(c, 0, &pure);     /* allocated once, reused */
+    for (row = 0; row < o->batch; row++)
+        mine += held_bytes(c, row, L);
+    count = (int) mine;
+    MPI_Gather(&count, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    for (p = 0; rank == 0 && p < nranks; p++) {
+        displs[p] = p ? displs[p - 1] + counts[p - 1] : 0;
+        moved += counts[p];
+    }
+    MPI_Bcast(&moved, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    sbuf = malloc((size_t) count + 1);
+    if (sbuf)
+        memset(sbuf, 1, (size_t) count + 1);
+    if (rank == 0 && (rbuf = malloc((size_t) moved + 1)))
+        memset(rbuf, 1, (size_t) moved + 1);
+    if (!sbuf || (rank == 0 && !rbuf))
+        st = KVMESH_ERR_NOMEM;
+    kib0 = rss_now();
+    for (r = 0; r < o->reps && st == KVMESH_SUCCESS; r++) {
+        double t0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        st = kvmesh_cache_gather_into(c, 0, rank == 0 ? pure : NULL);
+        a[r] = slowest(MPI_Wtime() - t0);
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        MPI_Gatherv(sbuf, count, MPI_BYTE, rbuf, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD);
+        b[r] = slowest(MPI_Wtime() - t0);
+    }
+    if (st == KVMESH_SUCCESS)
+        report_redist(o, moved, median(a, o->reps), "MPI_Gatherv", median(b, o->reps),
+                      rss_growth(kib0));
+    kvmesh_pure_free(&pure);
+    kvmesh_cache_free(&c);
+    kvmesh_partition_free(&part);
+    free(a), free(b), free(idx), free(counts), free(displs), free(sbuf), free(rbuf);
+    return st;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -549,7 +823,9 @@ main(int argc, char **argv)
     }
     st = kvmesh_mesh_create(MPI_COMM_WORLD, o.mesh, &mesh);
     if (st == KVMESH_SUCCESS)
-        st = strcmp(o.op, "init") ? bench_decode(&o, mesh) : bench_init(&o, mesh);
+        st = !strcmp(o.op, "init") ? bench_init(&o, mesh)
+           : !strcmp(o.op, "insert") ? bench_insert(&o, mesh)
+           : !strcmp(o.op, "gather") ? bench_gather(&o, mesh) : bench_decode(&o, mesh);
     if (st != KVMESH_SUCCESS && rank == 0)
         fprintf(stderr, "kvmesh-bench: %s\n", kvmesh_strerror(st));
     kvmesh_mesh_free(&mesh);

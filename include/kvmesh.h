@@ -407,6 +407,14 @@ kvmesh_status_t kvmesh_cache_free(kvmesh_cache_t **cache);
 /** Number of layers.  Local. */
 int64_t kvmesh_cache_layers(const kvmesh_cache_t *cache);
 
+/** One line describing the cache, like EasyDeL's repr: layers, global and
+ *  this rank's key shapes, storage, mesh, layer kinds, fill levels (for
+ *  example "TransformerCache(layers=2, key=[2, 64, 4, 16], ..., filled=0..40
+ *  of 64, max_append=16)").  KVMESH_ERR_OVERFLOW when it does not fit in
+ *  \p size bytes (it is cut, and ends in a NUL).  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_describe(const kvmesh_cache_t *cache, char *buf, size_t size);
+
 /** The largest append A (kvmesh_cache_params_t.max_append, resolved).
  *  Local. */
 int64_t kvmesh_cache_max_append(const kvmesh_cache_t *cache);

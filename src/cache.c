@@ -1,6 +1,7 @@
 /* The whole cache: collective init and free, its memory, and the
  * replicated per-row state (insert_starts / insert_index).  Its blocks'
  * geometry comes from src/layout.c. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -313,6 +314,47 @@ kvmesh_cache_free(kvmesh_cache_t **cache)
     cache_destroy(c);
     *cache = NULL;
     return st;
+}
+
+kvmesh_status_t
+kvmesh_cache_describe(const kvmesh_cache_t *c, char *buf, size_t size)
+{
+    static const char *const dt[3] = { "f32", "f16", "bf16" }, *const qn[3] = { "", "int8 ", "nf4 " };
+    static const char *const kind[3] = { "full", "sliding", "chunk" };
+    static const char *const ax[KVMESH_NAXES] = { "dp", "fsdp", "ep", "tp", "sp" };
+    size_t n = 0;
+    int64_t l, b, lo = INT32_MAX, hi = 0;
+    int a;
+
+#define PUT(...) do { int k_ = snprintf(buf + (n < size ? n : size), \
+                                        n < size ? size - n : 0, __VA_ARGS__); \
+        n += k_ > 0 ? (size_t) k_ : 0; } while (0)
+    if (!c || !buf || !size)
+        return KVMESH_ERR_ARG;
+    for (l = 0; l < c->meta.num_hidden_layers; l++)
+        for (b = 0; b < c->B; b++) {
+            lo = c->views[l].indexs[b] < lo ? c->views[l].indexs[b] : lo;
+            hi = c->views[l].indexs[b] > hi ? c->views[l].indexs[b] : hi;
+        }
+    PUT("TransformerCache(layers=%ld, key=[%ld, %ld, %ld, %ld], value=[%ld, %ld, %ld, %ld], "
+        "local key=[%ld, %ld, %ld, %ld], storage=%s%s, mesh=",
+        (long) c->meta.num_hidden_layers, (long) c->B, (long) c->S, (long) c->H[0],
+        (long) c->D[0], (long) c->B, (long) c->S, (long) c->H[1], (long) c->D[1],
+        (long) c->rows.len, (long) c->views[0].kv.len, (long) c->head[0].len,
+        (long) c->dim[0].len, qn[c->quant], dt[c->dtype]);
+    for (a = 0; a < KVMESH_NAXES; a++)
+        PUT("%s%s=%d", a ? "," : "", ax[a], c->mesh->size[a]);
+    PUT(", rank=%d, layers=", c->mesh->rank);
+    for (l = 0; l < c->meta.num_hidden_layers; l++) {
+        const kvmesh_mask_detail_t *d = &c->views[l].detail;
+        PUT("%s%s", l ? "," : "", kind[d->kind]);
+        if (d->kind != KVMESH_MASK_FULL)
+            PUT("(%ld)", (long) (d->kind == KVMESH_MASK_SLIDING ? d->window : d->chunk));
+    }
+    PUT(", filled=%ld..%ld of %ld, max_append=%ld)", (long) lo, (long) hi, (long) c->S,
+        (long) c->A);
+#undef PUT
+    return n < size ? KVMESH_SUCCESS : KVMESH_ERR_OVERFLOW;
 }
 
 void

@@ -110,6 +110,25 @@ test_accessors(void)
         kvmesh_cache_meta(o.cache, &got);
         CU_ASSERT(got.key_heads == 3 && got.value_heads == 3 && got.key_dim == 70 &&
                   got.value_dim == 6 && got.batch_size == 2);
+        {
+            char line[400], small[20];
+            const char *want[3] = {
+                "TransformerCache(layers=1, key=[2, 8, 3, 70], value=[2, 8, 3, 6], "
+                "local key=[2, 8, 3, 70], storage=f16, mesh=dp=1,fsdp=1,ep=1,tp=1,sp=1, "
+                "rank=0, layers=full, filled=0..0 of 8, max_append=8)",
+                "TransformerCache(layers=1, key=[2, 8, 3, 70], value=[2, 8, 3, 6], "
+                "local key=[2, 8, 3, 70], storage=int8 f16, mesh=dp=1,fsdp=1,ep=1,tp=1,sp=1, "
+                "rank=0, layers=full, filled=0..0 of 8, max_append=8)",
+                "TransformerCache(layers=1, key=[2, 8, 3, 70], value=[2, 8, 3, 6], "
+                "local key=[2, 8, 3, 70], storage=nf4 f16, mesh=dp=1,fsdp=1,ep=1,tp=1,sp=1, "
+                "rank=0, layers=full, filled=0..0 of 8, max_append=8)"
+            };
+            CU_ASSERT_EQUAL(kvmesh_cache_describe(o.cache, line, sizeof line), KVMESH_SUCCESS);
+            CU_ASSERT_STRING_EQUAL(line, want[q]);
+            CU_ASSERT_EQUAL(kvmesh_cache_describe(o.cache, small, sizeof small),
+                            KVMESH_ERR_OVERFLOW);
+            CU_ASSERT_EQUAL(small[sizeof small - 1], '\0');
+        }
         onerank_close(&o);
     }
 }
