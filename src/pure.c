@@ -230,11 +230,21 @@ kvmesh_cache_gather_into(const kvmesh_cache_t *c, int root, kvmesh_pure_t *pure)
     KVMESH_TRY(kvm_agree_same(c->comm, st, &v, 1));
     rc = MPI_Comm_dup(c->comm, &comm);
     KVMESH_TRY(kvm_agree(c->comm, KVMESH_MPI(rc)));
-    /* canonical arrays hold zeros where no position is */
+    /* canonical arrays hold zeros where no position is: past each row's
+     * filled slots (the root is a member of the cache: it knows them) */
     for (l = 0; pure && l < pure->h.nl; l++)
         for (t = 0; t < 2; t++)
-            for (a = 0; a < (pure->h.quant ? 2 : 1); a++)
-                memset(pure->arr[4 * l + 2 * t + a], 0, array_bytes(pure, l, t, a));
+            for (a = 0; a < (pure->h.quant ? 2 : 1); a++) {
+                const size_t row = array_bytes(pure, l, t, a) / (size_t) pure->h.lo.B;
+                const size_t slot = row / (size_t) pure->len[l];
+                int64_t b;
+                for (b = 0; b < pure->h.lo.B; b++) {
+                    int64_t k = c->views[l].indexs[b];
+                    k = k < pure->len[l] ? k : pure->len[l];
+                    memset(pure->arr[4 * l + 2 * t + a] + (size_t) b * row + (size_t) k * slot,
+                           0, (size_t) (pure->len[l] - k) * slot);
+                }
+            }
     local = kvm_side_of_cache(&src, c);
     st = pure_side(&dst, pure);
     st = kvm_redist_move(&src, &dst, 0, comm, local > st ? local : st);
