@@ -83,6 +83,7 @@ typedef enum {
     KVMESH_ERR_UNSUPPORTED, /**< feature not available in this build */
     KVMESH_ERR_CAPACITY,    /**< append would exceed the cache length */
     KVMESH_ERR_TOO_LONG,    /**< append of more tokens than max_append */
+    KVMESH_ERR_EMPTY,       /**< a layer of an empty cache not initialised yet */
     KVMESH_ERR_OVERFLOW,    /**< a size does not fit in size_t / int64_t */
     KVMESH_ERR_MISMATCH,    /**< ranks passed different arguments */
     KVMESH_ERR_DIVERGED,    /**< this cache's replicated state differs
@@ -398,6 +399,28 @@ void kvmesh_cache_params_init(kvmesh_cache_params_t *p);
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
                   const kvmesh_cache_params_t *params, kvmesh_cache_t **cache);
+
+/** An empty cache (EasyDeL's TransformerCache.init_empty): as
+ *  kvmesh_cache_init(), but no layer has storage until
+ *  kvmesh_cache_init_layer() gives it some, so a pipeline stage that owns
+ *  some layers allocates only those.  A call that needs an uninitialised
+ *  layer's storage (concatenate, view_local / read / scales, insert,
+ *  gather, reshard) fails with KVMESH_ERR_EMPTY; kvmesh_cache_local_bytes
+ *  counts initialised layers.  Collective on the partition's mesh
+ *  communicator. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_init_empty(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
+                        const kvmesh_cache_params_t *params, kvmesh_cache_t **cache);
+
+/** Gives layer \p layer of an empty cache its storage (zeroed).
+ *  KVMESH_ERR_ARG for a layer out of range or initialised already.
+ *  Collective on the mesh communicator. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_init_layer(kvmesh_cache_t *cache, int64_t layer);
+
+/** Has layer \p layer storage (always, unless the cache was made empty)?
+ *  Local. */
+bool kvmesh_cache_layer_ready(const kvmesh_cache_t *cache, int64_t layer);
 
 /** Frees the cache; accepts NULL.  Returns KVMESH_ERR_DIVERGED on every
  *  rank when the ranks' replicated state had diverged (it frees anyway).

@@ -31,6 +31,8 @@ typedef struct {
 
 /* A cache of B rows, S positions, on the ranks [lo, hi) of the world with
  * mesh spec; NULL handles outside. */
+static bool open_empty;   /* side_open makes an empty cache (init_empty) */
+
 static void
 side_open(side_t *s, int lo, int hi, const char *spec, int64_t B, int64_t S,
           int64_t A, kvmesh_dtype_t dt, kvmesh_quant_t q)
@@ -52,7 +54,10 @@ side_open(side_t *s, int lo, int hi, const char *spec, int64_t B, int64_t S,
     H_OK(kvmesh_meta_create(&mp, &meta));
     kvmesh_cache_params_init(&cp);
     cp.dtype = dt, cp.quant = q, cp.details = det, cp.max_append = A, cp.checked = true;
-    H_OK(kvmesh_cache_init(meta, s->part, &cp, &s->c));
+    if (open_empty)
+        H_OK(kvmesh_cache_init_empty(meta, s->part, &cp, &s->c));
+    else
+        H_OK(kvmesh_cache_init(meta, s->part, &cp, &s->c));
     kvmesh_meta_free(&meta);
 }
 
@@ -547,6 +552,22 @@ errors(void)
     }
     st = kvmesh_cache_evict(b.c, 5, 2);
     h_expect_all(st, KVMESH_ERR_ARG, "evict past B");
+    /* an empty cache takes an insert only once every layer has storage */
+    side_close(&c);
+    open_empty = true;
+    side_open(&c, 0, h_size, "", 6, 48, 4, KVMESH_BF16, KVMESH_QUANT_NONE);
+    open_empty = false;
+    st = kvmesh_cache_insert(c.c, a.c, 0, MPI_COMM_WORLD);
+    h_expect_all(st, KVMESH_ERR_EMPTY, "insert into an empty cache");
+    H_OK(kvmesh_cache_init_layer(c.c, 0));
+    st = kvmesh_cache_init_layer(c.c, h_rank == h_size - 1 ? 2 : 1);
+    h_expect_all(st, h_size > 1 ? KVMESH_ERR_MISMATCH : KVMESH_SUCCESS,
+                 "init_layer of different layers on one rank");
+    if (st != KVMESH_SUCCESS)
+        H_OK(kvmesh_cache_init_layer(c.c, 2));
+    H_OK(kvmesh_cache_init_layer(c.c, 1));
+    st = kvmesh_cache_insert(c.c, a.c, 0, MPI_COMM_WORLD);
+    h_expect_all(st, KVMESH_SUCCESS, "insert once every layer has storage");
     side_close(&a);
     side_close(&b);
     side_close(&c);

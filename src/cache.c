@@ -102,12 +102,40 @@ init_hash(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p,
     return h;
 }
 
-/* Geometry, plans and memory of a cache whose arguments all ranks agreed on. */
+/* Places layer v's K and V (and scales) from offset off of a region at
+ * base (NULL: only measures); returns the offset past them. */
+static size_t
+layer_place(const kvmesh_cache_t *c, kvmesh_view_t *v, char *base, size_t off)
+{
+    int t;
+
+    for (t = 0; t < 2; t++) {
+        off = stagger(off, 4 * v->layer + 2 * t);
+        if (base)
+            v->data[t] = base + off;
+        off += align64((size_t) v->kv.len * c->per_slot[t]);
+        off = stagger(off, 4 * v->layer + 2 * t + 1);
+        if (base)
+            v->scale[t] = c->quant ? (float *) (base + off) : NULL;
+        off += align64((size_t) v->kv.len * c->scale_slot[t]);
+    }
+    return off;
+}
+
+static size_t
+layer_bytes(const kvmesh_cache_t *c, const kvmesh_view_t *v)
+{
+    return (size_t) v->kv.len * (c->per_slot[0] + c->scale_slot[0] + c->per_slot[1] +
+                                 c->scale_slot[1]);
+}
+
+/* Geometry, plans and memory of a cache whose arguments all ranks agreed
+ * on; an empty cache's layers get their memory from init_layer. */
 static kvmesh_status_t
-cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
+cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p, bool empty)
 {
     const int *me = c->mesh->coord;
-    size_t off = 0, per_slot[2], scale_slot[2];
+    size_t off = 0, *per_slot = c->per_slot, *scale_slot = c->scale_slot;
     int64_t l, L = c->meta.num_hidden_layers;
     int t;
 
@@ -156,27 +184,19 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
         if (!c->qtmp || !c->qcodes)
             return KVMESH_ERR_NOMEM;
     }
-    for (l = 0; l < L; l++)
-        for (t = 0; t < 2; t++) {
-            const kvmesh_view_t *v = &c->views[l];
-            c->local_bytes += (size_t) v->kv.len * (per_slot[t] + scale_slot[t]);
-            c->region_bytes += align64((size_t) v->kv.len * per_slot[t]) +
-                               align64((size_t) v->kv.len * scale_slot[t]) + 2 * 4096;
-        }
     KVMESH_TRY(kvm_plans_build(c));
-    c->region = kvm_region_alloc(c->region_bytes);
-    if (!c->region)
+    for (l = 0; !empty && l < L; l++) {
+        c->local_bytes += layer_bytes(c, &c->views[l]);
+        off = layer_place(c, &c->views[l], NULL, off);
+    }
+    c->region_bytes = off;
+    if (!empty && !(c->region = kvm_region_alloc(c->region_bytes)))
         return KVMESH_ERR_NOMEM;
-    for (l = 0; l < L; l++) {
+    for (l = 0, off = 0; l < L; l++) {
         kvmesh_view_t *v = &c->views[l];
-        for (t = 0; t < 2; t++) {
-            off = stagger(off, 4 * l + 2 * t);
-            v->data[t] = (char *) c->region + off;
-            off += align64((size_t) v->kv.len * per_slot[t]);
-            off = stagger(off, 4 * l + 2 * t + 1);
-            v->scale[t] = c->quant ? (float *) ((char *) c->region + off) : NULL;
-            off += align64((size_t) v->kv.len * scale_slot[t]);
-        }
+        v->ready = !empty;
+        if (!empty)
+            off = layer_place(c, v, (char *) c->region, off);
         v->indexs = c->state + (size_t) (2 * l) * (size_t) c->B;
         v->starts = v->indexs + c->B;
         if (p->starts)
@@ -189,12 +209,16 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p)
 static void
 cache_destroy(kvmesh_cache_t *c)
 {
+    int64_t l;
+
     if (!c)
         return;
     if (c->kv_comm != MPI_COMM_NULL)
         MPI_Comm_free(&c->kv_comm);
     kvm_plans_free(c);
     kvm_region_free(c->region, c->region_bytes);
+    for (l = 0; c->views && l < c->meta.num_hidden_layers; l++)
+        kvm_region_free(c->views[l].own, c->views[l].own_bytes);
     free(c->qtmp);
     free(c->qcodes);
     free(c->views);
@@ -226,9 +250,9 @@ kv_comm_create(kvmesh_cache_t *c, MPI_Comm comm)
     return rc;
 }
 
-kvmesh_status_t
-kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
-                  const kvmesh_cache_params_t *params, kvmesh_cache_t **out)
+static kvmesh_status_t
+cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
+           const kvmesh_cache_params_t *params, bool empty, kvmesh_cache_t **out)
 {
     kvmesh_cache_params_t defaults;
     kvmesh_meta_params_t mp;
@@ -273,7 +297,7 @@ kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
              : params->max_append;
         c->H[0] = mp.key_heads, c->H[1] = mp.value_heads;
         c->D[0] = mp.key_dim, c->D[1] = mp.value_dim;
-        st = cache_build(c, params);
+        st = cache_build(c, params, empty);
     } else {
         st = KVMESH_ERR_NOMEM;
     }
@@ -291,6 +315,56 @@ kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
 fail:
     cache_destroy(c);
     return st;
+}
+
+kvmesh_status_t
+kvmesh_cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
+                  const kvmesh_cache_params_t *params, kvmesh_cache_t **out)
+{
+    return cache_init(meta, part, params, false, out);
+}
+
+kvmesh_status_t
+kvmesh_cache_init_empty(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
+                        const kvmesh_cache_params_t *params, kvmesh_cache_t **out)
+{
+    return cache_init(meta, part, params, true, out);
+}
+
+kvmesh_status_t
+kvmesh_cache_init_layer(kvmesh_cache_t *c, int64_t layer)
+{
+    kvmesh_status_t st = KVMESH_SUCCESS;
+    kvmesh_view_t *v;
+    int64_t val = layer;
+    size_t bytes;
+    void *mem;
+
+    if (!c)
+        return KVMESH_ERR_ARG;
+    if (layer < 0 || layer >= c->meta.num_hidden_layers || c->views[layer].ready)
+        st = KVMESH_ERR_ARG;
+    if (st == KVMESH_SUCCESS)
+        st = kvm_cache_usable(c);
+    KVMESH_TRY(kvm_agree_state(c->comm, st, kvm_cache_state(c), &val, 1));
+    v = &c->views[layer];
+    bytes = layer_place(c, v, NULL, 0);
+    mem = kvm_region_alloc(bytes);
+    st = kvm_agree(c->comm, mem ? KVMESH_SUCCESS : KVMESH_ERR_NOMEM);
+    if (st != KVMESH_SUCCESS) {
+        kvm_region_free(mem, bytes);
+        return st;
+    }
+    (void) layer_place(c, v, mem, 0);
+    v->own = mem, v->own_bytes = bytes, v->ready = true;
+    c->local_bytes += layer_bytes(c, v);
+    return KVMESH_SUCCESS;
+}
+
+bool
+kvmesh_cache_layer_ready(const kvmesh_cache_t *c, int64_t layer)
+{
+    return c && layer >= 0 && layer < c->meta.num_hidden_layers && c->views[layer].ready;
 }
 
 uint64_t

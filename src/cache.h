@@ -29,7 +29,8 @@ struct kvmesh_cache {
     kvmesh_span_t rows, head[2], dim[2];   /* this rank's cache block */
     int64_t kblock;               /* this rank's kv-length block */
     kvmesh_plan_t plan[KVMESH_NMODES][2];   /* [mode][query-length sharded] */
-    void *region;                 /* every layer's K and V shards */
+    size_t per_slot[2], scale_slot[2];     /* K, V bytes of a slot (all local rows) */
+    void *region;                 /* every layer's K and V shards (not empty) */
     size_t region_bytes, local_bytes;
     int32_t *state;               /* [layers][indexs, starts][B] */
     kvmesh_view_t *views;

@@ -89,6 +89,9 @@ kvm_side_of_cache(side_t *s, const kvmesh_cache_t *c)
     memcpy(s->state, c->state, (size_t) (h.nl * 2 * h.lo.B) * sizeof(int32_t));
     s->hash = kvm_cache_state(c);
     s->status = c->failed ? KVMESH_ERR_DIVERGED : KVMESH_SUCCESS;
+    for (l = 0; l < h.nl && s->status == KVMESH_SUCCESS; l++)
+        if (!c->views[l].ready)
+            s->status = KVMESH_ERR_EMPTY;
     return KVMESH_SUCCESS;
 }
 

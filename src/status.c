@@ -20,6 +20,7 @@ kvmesh_strerror(kvmesh_status_t status)
     case KVMESH_ERR_UNSUPPORTED: return "feature not supported";
     case KVMESH_ERR_CAPACITY: return "append exceeds the cache length";
     case KVMESH_ERR_TOO_LONG: return "append longer than the cache's max_append";
+    case KVMESH_ERR_EMPTY: return "layer not initialised (kvmesh_cache_init_layer)";
     case KVMESH_ERR_OVERFLOW: return "size overflow";
     case KVMESH_ERR_MISMATCH: return "ranks passed different arguments";
     case KVMESH_ERR_DIVERGED:

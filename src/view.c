@@ -352,6 +352,8 @@ kvmesh_view_concatenate(kvmesh_view_t *v, kvmesh_mode_t mode, int64_t n,
         c->failed = true;      /* unchecked: the other ranks may have gone on */
         return st;
     }
+    if (!v->ready)
+        return KVMESH_ERR_EMPTY;   /* replicated: every rank says so */
     if (n > c->A)
         return KVMESH_ERR_TOO_LONG;
     /* from here on every verdict comes from replicated state; every layer
@@ -384,6 +386,8 @@ kvmesh_view_local(const kvmesh_view_t *v, kvmesh_kv_t which, const void **data,
         return KVMESH_ERR_ARG;
     c = v->cache;
     KVMESH_TRY(kvm_cache_usable(c));
+    if (!v->ready)
+        return KVMESH_ERR_EMPTY;
     if (data)
         *data = v->data[which];
     blk->global[0] = c->B, blk->global[1] = v->len;
@@ -408,6 +412,8 @@ kvmesh_view_read(const kvmesh_view_t *v, kvmesh_kv_t which, int64_t row,
         return KVMESH_ERR_ARG;
     c = v->cache;
     KVMESH_TRY(kvm_cache_usable(c));
+    if (!v->ready)
+        return KVMESH_ERR_EMPTY;
     r = row - c->rows.lo;
     if (r < 0 || r >= c->rows.len || slot0 < 0 || slot0 > slot1 || slot1 > v->kv.len)
         return KVMESH_ERR_ARG;
@@ -462,6 +468,8 @@ kvmesh_view_scales(const kvmesh_view_t *v, kvmesh_kv_t which,
     if (!v || (which != KVMESH_KEY && which != KVMESH_VALUE) || !scales || !per_head)
         return KVMESH_ERR_ARG;
     KVMESH_TRY(kvm_cache_usable(v->cache));
+    if (!v->ready)
+        return KVMESH_ERR_EMPTY;
     *scales = v->scale[which];
     *per_head = v->cache->nscale[which];
     return KVMESH_SUCCESS;

@@ -20,6 +20,9 @@ struct kvmesh_view {
     void *data[2];                /* local key, value shards (or codes) */
     float *scale[2];              /* quantized: their scales */
     int32_t *indexs, *starts;     /* replicated, all B rows */
+    bool ready;                   /* storage allocated (init_empty: not yet) */
+    void *own;                    /* init_layer's own region, and its bytes */
+    size_t own_bytes;
     kvmesh_mask_t mask;
 };
 

@@ -133,6 +133,57 @@ test_accessors(void)
     }
 }
 
+/* init_empty: no storage until init_layer, a clear status before */
+static void
+test_empty(void)
+{
+    kvmesh_meta_params_t mp;
+    kvmesh_meta_t *meta = NULL;
+    kvmesh_mesh_t *mesh = NULL;
+    kvmesh_partition_t *part = NULL;
+    kvmesh_cache_t *c = NULL, *full = NULL;
+    kvmesh_view_t *v;
+    kvmesh_block_t blk;
+    float k[2 * 4] = { 1, 2, 3, 4, 5, 6, 7, 8 }, out[8];
+
+    kvmesh_meta_params_init(&mp);
+    mp.batch_size = 1, mp.sequence_length = 8, mp.num_hidden_layers = 2;
+    mp.num_heads = 2, mp.head_dim = 2;
+    CU_ASSERT_EQUAL_FATAL(kvmesh_mesh_create(MPI_COMM_SELF, "", &mesh), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(kvmesh_partition_create(mesh, &part), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(kvmesh_meta_create(&mp, &meta), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(kvmesh_cache_init_empty(meta, part, NULL, &c), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(kvmesh_cache_init(meta, part, NULL, &full), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_cache_local_bytes(c), 0);
+    CU_ASSERT_FALSE(kvmesh_cache_layer_ready(c, 0));
+    CU_ASSERT_TRUE(kvmesh_cache_layer_ready(full, 1));
+    CU_ASSERT_EQUAL(kvmesh_cache_view(c, 1, &v), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_view_concatenate(v, KVMESH_MODE_PREFILL, 2, KVMESH_F32, k, k, NULL),
+                    KVMESH_ERR_EMPTY);
+    CU_ASSERT_EQUAL(kvmesh_view_local(v, KVMESH_KEY, NULL, &blk), KVMESH_ERR_EMPTY);
+    CU_ASSERT_EQUAL(kvmesh_view_indexs(v)[0], 0);
+    /* the pipeline stage owns layer 1 only */
+    CU_ASSERT_EQUAL(kvmesh_cache_init_layer(c, 1), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_cache_local_bytes(c), kvmesh_cache_local_bytes(full) / 2);
+    CU_ASSERT_EQUAL(kvmesh_cache_init_layer(c, 1), KVMESH_ERR_ARG);
+    CU_ASSERT_EQUAL(kvmesh_cache_init_layer(c, 2), KVMESH_ERR_ARG);
+    CU_ASSERT_EQUAL(kvmesh_view_concatenate(v, KVMESH_MODE_PREFILL, 2, KVMESH_F32, k, k, NULL),
+                    KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_KEY, 0, 0, 2, KVMESH_F32, out, sizeof out),
+                    KVMESH_SUCCESS);
+    CU_ASSERT(out[0] == 1 && out[3] == 4 && out[7] == 8);
+    CU_ASSERT_EQUAL(kvmesh_cache_view(c, 0, &v), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_view_read(v, KVMESH_KEY, 0, 0, 1, KVMESH_F32, out, sizeof out),
+                    KVMESH_ERR_EMPTY);
+    CU_ASSERT_EQUAL(kvmesh_cache_init_layer(c, 0), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_cache_local_bytes(c), kvmesh_cache_local_bytes(full));
+    CU_ASSERT_EQUAL(kvmesh_cache_free(&c), KVMESH_SUCCESS);
+    CU_ASSERT_EQUAL(kvmesh_cache_free(&full), KVMESH_SUCCESS);
+    kvmesh_meta_free(&meta);
+    kvmesh_partition_free(&part);
+    kvmesh_mesh_free(&mesh);
+}
+
 int
 add_meta_suite(void)
 {
@@ -141,5 +192,6 @@ add_meta_suite(void)
         return 1;
     return !CU_add_test(s, "fallbacks", test_fallbacks) ||
            !CU_add_test(s, "errors", test_errors) ||
-           !CU_add_test(s, "cache accessors and version", test_accessors);
+           !CU_add_test(s, "cache accessors and version", test_accessors) ||
+           !CU_add_test(s, "empty cache, layers initialised one by one", test_empty);
 }
