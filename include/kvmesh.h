@@ -331,6 +331,29 @@ int64_t kvmesh_mask_queries(const kvmesh_mask_t *mask);
 bool kvmesh_mask_allows(const kvmesh_mask_t *mask, int64_t row, int64_t i,
                         int64_t pos);
 
+/** Runtime metadata (EasyDeL's TransformerMetadata) that overrides a view's
+ *  own per-row state in the mask functions: the queries of row b are
+ *  [indexs[b] - n, indexs[b]) and its keys start at starts[b]; NULL
+ *  arrays keep the view's; postpadded rows are padded after their tokens,
+ *  so no key is hidden as left padding.  Keys are only ever those stored. */
+typedef struct {
+    bool postpadded;
+    const int32_t *starts;   /**< [B] or NULL */
+    const int32_t *indexs;   /**< [B] or NULL */
+} kvmesh_runtime_t;
+
+/** Sets \p rt to "nothing overridden".  Local. */
+void kvmesh_runtime_init(kvmesh_runtime_t *rt);
+
+/** kvmesh_mask_allows() with \p rt's rows (NULL: the view's).  Local. */
+bool kvmesh_mask_allows_at(const kvmesh_mask_t *mask, const kvmesh_runtime_t *rt,
+                           int64_t row, int64_t i, int64_t pos);
+
+/** kvmesh_mask_materialize() with \p rt's rows (NULL: the view's).  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_mask_materialize_at(const kvmesh_mask_t *mask, const kvmesh_runtime_t *rt,
+                           uint8_t *out, size_t out_bytes);
+
 /** Writes the boolean mask of this rank's local block, shape
  *  [B_local, n, S_local] (B_local, S_local: kvmesh_view_local()'s shape),
  *  in local storage-slot order (for a SLIDING layer the ring's slots),

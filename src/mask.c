@@ -55,26 +55,58 @@ kvmesh_mask_queries(const kvmesh_mask_t *mask)
     return mask ? mask->n : 0;
 }
 
-bool
-kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t pos)
+void
+kvmesh_runtime_init(kvmesh_runtime_t *rt)
 {
-    const int64_t k = pos;
+    if (rt) {
+        rt->postpadded = false;
+        rt->starts = rt->indexs = NULL;
+    }
+}
+
+/* The row's left padding and tokens written, the runtime's where it gives
+ * them (NULL runtime: the view's own) */
+static inline int64_t
+row_start(const kvmesh_view_t *v, const kvmesh_runtime_t *rt, int64_t row)
+{
+    if (rt && rt->postpadded)
+        return 0;
+    return rt && rt->starts ? rt->starts[row] : v->starts[row];
+}
+
+static inline int64_t
+row_index(const kvmesh_view_t *v, const kvmesh_runtime_t *rt, int64_t row)
+{
+    return rt && rt->indexs ? rt->indexs[row] : v->indexs[row];
+}
+
+bool
+kvmesh_mask_allows_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, int64_t row,
+                      int64_t i, int64_t pos)
+{
     const kvmesh_view_t *v;
 
     if (!m || !m->view || row < 0 || i < 0 || i >= m->n)
         return false;
     v = m->view;
-    if (row >= v->cache->B || k >= v->cache->S)
-        return false;
+    if (row >= v->cache->B || pos >= v->cache->S || pos >= v->indexs[row])
+        return false;             /* not stored (yet) */
     /* a ring only still holds the last R positions (R >= W + n - 1, so
      * every key the window allows) */
-    if (v->ring && k < (int64_t) v->indexs[row] - v->len)
+    if (v->ring && pos < (int64_t) v->indexs[row] - v->len)
         return false;
-    return allows(&v->detail, v->starts[row], v->indexs[row] - m->n + i, k);
+    return allows(&v->detail, row_start(v, rt, row), row_index(v, rt, row) - m->n + i, pos);
+}
+
+bool
+kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t pos)
+{
+    return kvmesh_mask_allows_at(m, NULL, row, i, pos);
 }
 
 kvmesh_status_t
-kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out, size_t out_bytes)
+kvmesh_mask_materialize_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, uint8_t *out,
+                           size_t out_bytes)
 {
     const kvmesh_view_t *v;
     const kvmesh_cache_t *c;
@@ -92,20 +124,21 @@ kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out, size_t out_bytes)
     for (r = 0; r < c->rows.len; r++) {
         int64_t row = c->rows.lo + r;
         for (i = 0; i < m->n; i++, out += kv->len) {
-            int64_t q = v->indexs[row] - m->n + i;
-            int64_t lo = visible_lo(&v->detail, v->starts[row], q);
+            int64_t q = row_index(v, rt, row) - m->n + i;
+            int64_t lo = visible_lo(&v->detail, row_start(v, rt, row), q);
             int64_t hi;
 
             if (v->ring) {
                 for (s = 0; s < kv->len; s++) {
                     int64_t k = kvm_slot_position(v, row, kv->lo + s);
-                    out[s] = k >= lo && k <= q;
+                    out[s] = k >= 0 && k >= lo && k <= q;
                 }
                 continue;
             }
-            /* slot s holds position kv.lo + s */
+            /* slot s holds position kv.lo + s, up to what is stored */
+            hi = q + 1 < v->indexs[row] ? q + 1 : v->indexs[row];
             lo -= kv->lo;
-            hi = q + 1 - kv->lo;
+            hi -= kv->lo;
             lo = lo < 0 ? 0 : lo > kv->len ? kv->len : lo;
             hi = hi < lo ? lo : hi > kv->len ? kv->len : hi;
             memset(out, 0, (size_t) lo);
@@ -114,4 +147,10 @@ kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out, size_t out_bytes)
         }
     }
     return KVMESH_SUCCESS;
+}
+
+kvmesh_status_t
+kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out, size_t out_bytes)
+{
+    return kvmesh_mask_materialize_at(m, NULL, out, out_bytes);
 }
