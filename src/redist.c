@@ -362,11 +362,26 @@ blist_copy(const blist_t *to, const blist_t *from)
     }
 }
 
+/* Posts one pair's message, a receive or a send, storage to storage
+ * through a datatype over the pair's list (nothing when it is empty). */
 static int
-blist_type(const blist_t *bl, MPI_Datatype *type)
+post(const blist_t *bl, int peer, bool recv, MPI_Comm comm, MPI_Datatype *types,
+     int *ntypes, MPI_Request *req, int *nreq)
 {
-    int rc = MPI_Type_create_hindexed((int) bl->n, bl->len, bl->addr, MPI_BYTE, type);
-    return rc == MPI_SUCCESS ? MPI_Type_commit(type) : rc;
+    MPI_Datatype *t = &types[*ntypes];
+    int rc;
+
+    if (!bl->bytes)
+        return MPI_SUCCESS;
+    rc = MPI_Type_create_hindexed((int) bl->n, bl->len, bl->addr, MPI_BYTE, t);
+    if (rc != MPI_SUCCESS)
+        return rc;
+    (*ntypes)++;
+    rc = MPI_Type_commit(t);
+    if (rc != MPI_SUCCESS)
+        return rc;
+    return recv ? MPI_Irecv(MPI_BOTTOM, 1, *t, peer, 0, comm, &req[(*nreq)++])
+                : MPI_Isend(MPI_BOTTOM, 1, *t, peer, 0, comm, &req[(*nreq)++]);
 }
 
 /* ---- insert ----------------------------------------------------------- */
@@ -518,24 +533,13 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
     if (st != KVMESH_SUCCESS)
         goto fail;
     /* receives first, then sends, then the local copy, then wait */
-    for (s = 0; rc == MPI_SUCCESS && s < src->h.lo.nranks; s++) {
-        blist_t *rl = &lists[2 * dst->h.lo.nranks + 2 * s + 1];
-        if (dst->me < 0 || !rl->bytes || src->parent[s] == me)
-            continue;
-        rc = blist_type(rl, &types[ntypes]);
-        if (rc == MPI_SUCCESS)
-            rc = MPI_Irecv(MPI_BOTTOM, 1, types[ntypes++], src->parent[s], 0, comm,
-                           &req[nreq++]);
-    }
-    for (d = 0; rc == MPI_SUCCESS && d < dst->h.lo.nranks; d++) {
-        blist_t *sl = &lists[2 * d];
-        if (src->me < 0 || !sl->bytes || dst->parent[d] == me)
-            continue;
-        rc = blist_type(sl, &types[ntypes]);
-        if (rc == MPI_SUCCESS)
-            rc = MPI_Isend(MPI_BOTTOM, 1, types[ntypes++], dst->parent[d], 0, comm,
-                           &req[nreq++]);
-    }
+    for (s = 0; rc == MPI_SUCCESS && dst->me >= 0 && s < src->h.lo.nranks; s++)
+        if (src->parent[s] != me)
+            rc = post(&lists[2 * dst->h.lo.nranks + 2 * s + 1], src->parent[s], true, comm,
+                      types, &ntypes, req, &nreq);
+    for (d = 0; rc == MPI_SUCCESS && src->me >= 0 && d < dst->h.lo.nranks; d++)
+        if (dst->parent[d] != me)
+            rc = post(&lists[2 * d], dst->parent[d], false, comm, types, &ntypes, req, &nreq);
     if (rc == MPI_SUCCESS && src->me >= 0 && dst->me >= 0)
         blist_copy(&lists[2 * dst->h.lo.nranks + 2 * src->me + 1], &lists[2 * dst->me]);
     if (nreq) {
