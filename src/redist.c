@@ -11,6 +11,7 @@
  * there is one (a local copy, no MPI), else one picked by the
  * destination's rank, so that replicas share the load.  Data moves from
  * storage to storage through MPI derived datatypes: no staging buffer. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -329,19 +330,99 @@ pair_pieces(pair_t *p, int s, int d, int64_t l, int t, int a)
     }
 }
 
-/* Both lists of pair (s, d) as far as this rank takes part in it. */
-static void
-pair_lists(pair_t *p, int s, int d)
-{
-    const int narr = p->src->h.quant ? 2 : 1;
-    int64_t l;
-    int t, a;
+/* ---- plans ------------------------------------------------------------ */
 
-    for (l = 0; l < p->src->h.nl; l++)
-        for (t = 0; t < 2; t++)
-            if (holder(p->src, p->dst, s, d, l, t) == s)
-                for (a = 0; a < narr; a++)
-                    pair_pieces(p, s, d, l, t, a);
+/* A plan: the (source rank, destination rank, layer, tensor) transfers
+ * this rank takes part in, in the order both ends enumerate them.  It
+ * depends on the two layouts, the ranks' places in the parent and this
+ * rank's roles, not on the rows' fill levels, so it is computed once per
+ * such pair of layouts and kept in a small process-wide cache. */
+typedef struct {
+    uint64_t key;
+    int32_t *task;                 /* [n][s, d, l, t] */
+    int64_t n;
+} plan_t;
+
+#define KVM_PLANS 16
+static plan_t plans[KVM_PLANS];
+static int64_t plans_next;
+static pthread_mutex_t plans_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t
+plan_key(const side_t *src, const side_t *dst, int me)
+{
+    const side_t *sd[2] = { src, dst };
+    uint64_t h = kvm_hash(0, &me, sizeof me);
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        const side_t *s = sd[i];
+        h = kvm_hash(h, &s->h, sizeof s->h);
+        h = kvm_hash(h, &s->me, sizeof s->me);
+        h = kvm_hash(h, &s->canon, sizeof s->canon);
+        h = kvm_hash(h, s->detail, (size_t) s->h.nl * sizeof *s->detail);
+        h = kvm_hash(h, s->len, (size_t) s->h.nl * sizeof *s->len);
+        h = kvm_hash(h, s->parent, (size_t) s->h.lo.nranks * sizeof *s->parent);
+    }
+    return h;
+}
+
+/* This rank's tasks for the two sides, from the cache or computed; a copy
+ * the caller frees (NULL: out of memory). */
+static int32_t *
+plan_get(const side_t *src, const side_t *dst, int me, int64_t *n)
+{
+    const uint64_t key = plan_key(src, dst, me);
+    int32_t *task = NULL, *copy;
+    int64_t i, cap = 0, l;
+    int s, d, t;
+
+    pthread_mutex_lock(&plans_lock);
+    for (i = 0; i < KVM_PLANS; i++)
+        if (plans[i].task && plans[i].key == key) {
+            copy = malloc((size_t) (4 * plans[i].n + 1) * sizeof *copy);
+            if (copy)
+                memcpy(copy, plans[i].task, (size_t) (4 * plans[i].n) * sizeof *copy);
+            *n = plans[i].n;
+            pthread_mutex_unlock(&plans_lock);
+            return copy;
+        }
+    pthread_mutex_unlock(&plans_lock);
+    *n = 0;
+    for (d = 0; d < dst->h.lo.nranks; d++)
+        for (s = 0; s < src->h.lo.nranks; s++) {
+            if (s != src->me && d != dst->me)
+                continue;
+            for (l = 0; l < src->h.nl; l++)
+                for (t = 0; t < 2; t++) {
+                    if (holder(src, dst, s, d, l, t) != s)
+                        continue;
+                    if (*n == cap) {
+                        int32_t *more = realloc(task, (size_t) (4 * (cap = 2 * cap + 16)) *
+                                                          sizeof *more);
+                        if (!more) {
+                            free(task);
+                            return NULL;
+                        }
+                        task = more;
+                    }
+                    task[4 * *n] = s, task[4 * *n + 1] = d;
+                    task[4 * *n + 2] = (int32_t) l, task[4 * *n + 3] = t;
+                    (*n)++;
+                }
+        }
+    if (!task && !(task = malloc(sizeof *task)))
+        return NULL;
+    copy = malloc((size_t) (4 * *n + 1) * sizeof *copy);
+    if (copy) {
+        memcpy(copy, task, (size_t) (4 * *n) * sizeof *copy);
+        pthread_mutex_lock(&plans_lock);
+        i = plans_next++ % KVM_PLANS;         /* the oldest goes */
+        free(plans[i].task);
+        plans[i] = (plan_t) { key, copy, *n };
+        pthread_mutex_unlock(&plans_lock);
+    }
+    return task;
 }
 
 /* A local copy: the bytes of list a, in order, into those of list b. */
@@ -448,6 +529,8 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
     MPI_Datatype *types = NULL;
     blist_t *lists = NULL;
     int nreq = 0, ntypes = 0;
+    int32_t *task = NULL;
+    int64_t ntask = 0, i;
     bool all_same;
 
     MPI_Comm_size(comm, &np);
@@ -514,21 +597,22 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
     types = malloc((size_t) (src->h.lo.nranks + dst->h.lo.nranks) * sizeof *types);
     if (!lists || !req || !types)
         st = KVMESH_ERR_NOMEM;
-    for (d = 0; st == KVMESH_SUCCESS && d < dst->h.lo.nranks; d++)
-        for (s = 0; s < src->h.lo.nranks; s++) {
-            blist_t *sl = NULL, *rl = NULL;
-            pair_t pr = { src, dst, slot, NULL, NULL };
-            if (s == src->me)
-                sl = &lists[2 * d];                   /* what I send d */
-            if (d == dst->me)
-                rl = &lists[2 * dst->h.lo.nranks + 2 * s + 1];   /* what I get from s */
-            if (!sl && !rl)
-                continue;
-            pr.send = sl, pr.recv = rl;
-            pair_lists(&pr, s, d);
-            if ((sl && sl->nomem) || (rl && rl->nomem))
-                st = KVMESH_ERR_NOMEM;
-        }
+    if (st == KVMESH_SUCCESS && !(task = plan_get(src, dst, me, &ntask)))
+        st = KVMESH_ERR_NOMEM;
+    for (i = 0; st == KVMESH_SUCCESS && i < ntask; i++) {
+        const int32_t *k = &task[4 * i];
+        pair_t pr = { src, dst, slot, NULL, NULL };
+        int a;
+        s = k[0], d = k[1];
+        if (s == src->me)
+            pr.send = &lists[2 * d];                  /* what I send d */
+        if (d == dst->me)
+            pr.recv = &lists[2 * dst->h.lo.nranks + 2 * s + 1];   /* what I get from s */
+        for (a = 0; a < (src->h.quant ? 2 : 1); a++)
+            pair_pieces(&pr, s, d, k[2], k[3], a);
+        if ((pr.send && pr.send->nomem) || (pr.recv && pr.recv->nomem))
+            st = KVMESH_ERR_NOMEM;
+    }
     st = kvm_agree(comm, st);
     if (st != KVMESH_SUCCESS)
         goto fail;
@@ -558,6 +642,7 @@ fail:
     free(req);
     free(types);
     free(info);
+    free(task);
     return st;
 }
 
