@@ -7,6 +7,9 @@
  *                       MPI_Alltoallv of the same bytes per rank pair
  *   --op gather         kvmesh_cache_gather_into rank 0 (a reused pure) vs
  *                       an MPI_Gatherv of the same bytes per rank
+ *   --op reshard        the cache's rows into a preallocated copy on mesh
+ *                       --src-mesh (default tp=N) vs an MPI_Alltoallv of
+ *                       the same bytes per rank pair
  *   --op concat-decode  one decode step (n = 1, every layer, rows at
  *                       different fill levels mid-cache, past the window
  *                       for sliding layers so every append wraps the ring)
@@ -51,7 +54,8 @@ usage(void)
             "         [--seq 4096] [--kv-heads 8] [--head-dim 128] [--dtype bf16|f16|f32]\n"
             "         [--mesh tp=2,sp=2] [--reps N] [--inner N] [--window W]\n"
             "         [--quant none|int8|nf4] [--ref-seq S] [--ref-window W] [--json]\n"
-            "         [--fill F] [--src-ranks N] [--src-mesh SPEC]   (insert, gather)\n"
+            "         [--fill F] [--src-ranks N] [--src-mesh SPEC]   (insert, gather, reshard:\n"
+            "               --src-mesh is the request's mesh for insert, the new one for reshard)\n"
             "  --window W      every layer SLIDING with window W (0: FULL)\n"
             "  --ref-seq S, --ref-window W  concat-decode: also time a second cache\n"
             "               (S positions, window W; 0: FULL), interleaved in the same\n"
@@ -103,8 +107,13 @@ parse(int argc, char **argv, opts_t *o)
     else if (!strcmp(o->dtype_name, "f32")) o->dtype = KVMESH_F32;
     else return 1;
     if (strcmp(o->op, "init") && strcmp(o->op, "concat-decode") &&
-        strcmp(o->op, "insert") && strcmp(o->op, "gather"))
+        strcmp(o->op, "insert") && strcmp(o->op, "gather") && strcmp(o->op, "reshard"))
         return 1;
+    if (!o->src_mesh && !strcmp(o->op, "reshard")) {
+        static char all_tp[32];
+        snprintf(all_tp, sizeof all_tp, "tp=%d", nranks);
+        o->src_mesh = all_tp;
+    }
     if (!o->src_mesh)
         o->src_mesh = o->src_ranks == 2 ? "tp=2" : "";
     if (o->fill <= 0.0 || o->fill > 1.0 || o->src_ranks < 1 || o->src_ranks > nranks)
@@ -613,12 +622,14 @@ report_redist(const opts_t *o, double moved, double secs, const char *base, doub
         return;
     if (o->json)
         printf("{\"op\":\"%s\",\"engine\":\"p2p\",\"ranks\":%d,\"mesh\":\"%s\","
-               "\"src_mesh\":\"%s\",\"src_ranks\":%d,\"layers\":%ld,\"batch\":%ld,"
+               "\"src_mesh\":\"%s\",\"dst_mesh\":\"%s\",\"src_ranks\":%d,\"layers\":%ld,\"batch\":%ld,"
                "\"seq\":%ld,\"kv_heads\":%ld,\"head_dim\":%ld,\"dtype\":\"%s\","
                "\"quant\":\"%s\",\"fill\":%.3g,\"reps\":%d,\"moved_bytes\":%.0f,"
                "\"seconds\":%.9g,\"gbps\":%.4g,\"baseline\":\"%s\","
                "\"baseline_seconds\":%.9g,\"ratio\":%.4g,\"peak_rss_growth_mib\":%.1f}\n",
                o->op, nranks, o->mesh, strcmp(o->op, "insert") ? o->mesh : o->src_mesh,
+               !strcmp(o->op, "reshard") ? o->src_mesh : !strcmp(o->op, "gather") ? "root 0"
+                                                                                  : o->mesh,
                strcmp(o->op, "insert") ? nranks : o->src_ranks, (long) o->layers,
                (long) o->batch, (long) o->seq, (long) o->kv_heads, (long) o->head_dim,
                o->dtype_name, o->quant_name, o->fill, o->reps, moved, secs,
@@ -806,6 +817,114 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
     return st;
 }
 
+/* This rank's key block of layer 0 as [lo, len] x 4 (all -1 without c). */
+static void
+key_box(kvmesh_cache_t *c, int64_t box[8])
+{
+    kvmesh_view_t *v;
+    kvmesh_block_t blk;
+    int i;
+
+    for (i = 0; i < 8; i++)
+        box[i] = -1;
+    if (c && !kvmesh_cache_view(c, 0, &v) && !kvmesh_view_local(v, KVMESH_KEY, NULL, &blk))
+        for (i = 0; i < 4; i++)
+            box[2 * i] = blk.offset[i], box[2 * i + 1] = blk.shape[i];
+}
+
+static int64_t
+overlap(const int64_t *a, const int64_t *b, int64_t cap)
+{
+    int64_t lo = a[0] > b[0] ? a[0] : b[0], hi = a[0] + a[1] < b[0] + b[1] ? a[0] + a[1]
+                                                                        : b[0] + b[1];
+    hi = hi < cap ? hi : cap;
+    return hi > lo ? hi - lo : 0;
+}
+
+static kvmesh_status_t
+bench_reshard(const opts_t *o, kvmesh_mesh_t *mesh)
+{
+    const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
+                    ? (int64_t) (o->fill * (double) o->seq) : 1;
+    double *a = malloc((size_t) o->reps * sizeof *a), *b = malloc((size_t) o->reps * sizeof *b);
+    kvmesh_partition_t *part = NULL, *dpart = NULL;
+    kvmesh_cache_t *c = NULL, *d = NULL;
+    kvmesh_mesh_t *dmesh = NULL;
+    kvmesh_status_t st;
+    int64_t *box = malloc(16 * (size_t) nranks * sizeof *box), row, mine[16];
+    int32_t *idx = malloc((size_t) o->batch * sizeof *idx);
+    int *sc = calloc((size_t) nranks, sizeof *sc), *rc = calloc((size_t) nranks, sizeof *rc);
+    int *sd = calloc((size_t) nranks, sizeof *sd), *rd = calloc((size_t) nranks, sizeof *rd);
+    double moved = 0, pair;
+    char *sbuf = NULL, *rbuf = NULL;
+    long kib0;
+    int r, s, q, k;
+
+    st = make_cache(o, mesh, &part, &c);
+    if (st == KVMESH_SUCCESS)
+        st = kvmesh_mesh_create(MPI_COMM_WORLD, o->src_mesh, &dmesh);
+    if (st == KVMESH_SUCCESS)
+        st = make_cache(o, dmesh, &dpart, &d);
+    for (row = 0; idx && row < o->batch; row++)
+        idx[row] = (int32_t) L;
+    if (st == KVMESH_SUCCESS)
+        st = kvmesh_cache_insert_index(c, 0, o->batch, idx);
+    /* the baseline's pairs: what each rank's new block needs of each old
+     * block (the first of identical old blocks) */
+    key_box(c, mine);
+    key_box(d, mine + 8);
+    MPI_Allgather(mine, 16, MPI_INT64_T, box, 16, MPI_INT64_T, MPI_COMM_WORLD);
+    for (q = 0; st == KVMESH_SUCCESS && q < nranks; q++)
+        for (s = 0; s < nranks; s++) {
+            const int64_t *bs = box + 16 * s, *bd = box + 16 * q + 8;
+            for (k = 0; k < s && memcmp(box + 16 * k, bs, 8 * sizeof *bs); k++)
+                ;
+            if (k < s)
+                continue;                       /* a replica of an earlier one */
+            pair = (double) overlap(bs, bd, INT64_MAX) * (double) overlap(bs + 2, bd + 2, L) *
+                   (double) overlap(bs + 4, bd + 4, INT64_MAX) *
+                   (double) overlap(bs + 6, bd + 6, INT64_MAX) *
+                   (double) kvmesh_dtype_size(o->dtype) * 2.0 * (double) o->layers;
+            moved += pair;
+            if (s == rank)
+                sc[q] = (int) pair;
+            if (q == rank)
+                rc[s] = (int) pair;
+        }
+    for (q = 1; q < nranks; q++)
+        sd[q] = sd[q - 1] + sc[q - 1], rd[q] = rd[q - 1] + rc[q - 1];
+    sbuf = malloc((size_t) (sd[nranks - 1] + sc[nranks - 1]) + 1);
+    rbuf = malloc((size_t) (rd[nranks - 1] + rc[nranks - 1]) + 1);
+    if (!sbuf || !rbuf)
+        st = KVMESH_ERR_NOMEM;
+    else
+        memset(sbuf, 1, (size_t) (sd[nranks - 1] + sc[nranks - 1]) + 1),
+        memset(rbuf, 1, (size_t) (rd[nranks - 1] + rc[nranks - 1]) + 1);
+    kib0 = rss_now();
+    for (r = 0; r < o->reps && st == KVMESH_SUCCESS; r++) {
+        double t0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        st = kvmesh_cache_insert(d, c, 0, MPI_COMM_WORLD);
+        a[r] = slowest(MPI_Wtime() - t0);
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        MPI_Alltoallv(sbuf, sc, sd, MPI_BYTE, rbuf, rc, rd, MPI_BYTE, MPI_COMM_WORLD);
+        b[r] = slowest(MPI_Wtime() - t0);
+    }
+    if (st == KVMESH_SUCCESS)
+        report_redist(o, moved, median(a, o->reps), "MPI_Alltoallv", median(b, o->reps),
+                      rss_growth(kib0));
+    kvmesh_cache_free(&c);
+    kvmesh_cache_free(&d);
+    kvmesh_partition_free(&part);
+    kvmesh_partition_free(&dpart);
+    kvmesh_mesh_free(&dmesh);
+    free(a), free(b), free(box), free(idx), free(sc), free(rc), free(sd), free(rd);
+    free(sbuf), free(rbuf);
+    return st;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -825,7 +944,8 @@ main(int argc, char **argv)
     if (st == KVMESH_SUCCESS)
         st = !strcmp(o.op, "init") ? bench_init(&o, mesh)
            : !strcmp(o.op, "insert") ? bench_insert(&o, mesh)
-           : !strcmp(o.op, "gather") ? bench_gather(&o, mesh) : bench_decode(&o, mesh);
+           : !strcmp(o.op, "gather") ? bench_gather(&o, mesh)
+           : !strcmp(o.op, "reshard") ? bench_reshard(&o, mesh) : bench_decode(&o, mesh);
     if (st != KVMESH_SUCCESS && rank == 0)
         fprintf(stderr, "kvmesh-bench: %s\n", kvmesh_strerror(st));
     kvmesh_mesh_free(&mesh);
