@@ -7,6 +7,8 @@
  *                       MPI_Alltoallv of the same bytes per rank pair
  *   --op gather         kvmesh_cache_gather_into rank 0 (a reused pure) vs
  *                       an MPI_Gatherv of the same bytes per rank
+ *   --op scatter        kvmesh_cache_scatter of rank 0's pure onto the mesh
+ *                       (a new cache each time) vs an MPI_Scatterv
  *   --op reshard        the cache's rows into a preallocated copy on mesh
  *                       --src-mesh (default tp=N) vs an MPI_Alltoallv of
  *                       the same bytes per rank pair
@@ -107,7 +109,8 @@ parse(int argc, char **argv, opts_t *o)
     else if (!strcmp(o->dtype_name, "f32")) o->dtype = KVMESH_F32;
     else return 1;
     if (strcmp(o->op, "init") && strcmp(o->op, "concat-decode") &&
-        strcmp(o->op, "insert") && strcmp(o->op, "gather") && strcmp(o->op, "reshard"))
+        strcmp(o->op, "insert") && strcmp(o->op, "gather") && strcmp(o->op, "reshard") &&
+        strcmp(o->op, "scatter"))
         return 1;
     if (!o->src_mesh && !strcmp(o->op, "reshard")) {
         static char all_tp[32];
@@ -771,6 +774,7 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
     int64_t row;
     long kib0;
     int r, p, count;
+    const bool scatter = !strcmp(o->op, "scatter");
 
     st = make_cache(o, mesh, &part, &c);
     for (row = 0; idx && row < o->batch; row++)
@@ -797,19 +801,29 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
         st = KVMESH_ERR_NOMEM;
     kib0 = rss_now();
     for (r = 0; r < o->reps && st == KVMESH_SUCCESS; r++) {
+        kvmesh_cache_t *back = NULL;
         double t0;
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = MPI_Wtime();
-        st = kvmesh_cache_gather_into(c, 0, rank == 0 ? pure : NULL);
+        if (scatter)          /* onto the same mesh, a new cache each time */
+            st = kvmesh_cache_scatter(rank == 0 ? pure : NULL, 0, part, NULL, &back);
+        else
+            st = kvmesh_cache_gather_into(c, 0, rank == 0 ? pure : NULL);
         a[r] = slowest(MPI_Wtime() - t0);
+        kvmesh_cache_free(&back);
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = MPI_Wtime();
-        MPI_Gatherv(sbuf, count, MPI_BYTE, rbuf, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD);
+        if (scatter)
+            MPI_Scatterv(rbuf, counts, displs, MPI_BYTE, sbuf, count, MPI_BYTE, 0,
+                         MPI_COMM_WORLD);
+        else
+            MPI_Gatherv(sbuf, count, MPI_BYTE, rbuf, counts, displs, MPI_BYTE, 0,
+                        MPI_COMM_WORLD);
         b[r] = slowest(MPI_Wtime() - t0);
     }
     if (st == KVMESH_SUCCESS)
-        report_redist(o, moved, median(a, o->reps), "MPI_Gatherv", median(b, o->reps),
-                      rss_growth(kib0));
+        report_redist(o, moved, median(a, o->reps), scatter ? "MPI_Scatterv" : "MPI_Gatherv",
+                      median(b, o->reps), rss_growth(kib0));
     kvmesh_pure_free(&pure);
     kvmesh_cache_free(&c);
     kvmesh_partition_free(&part);
@@ -944,7 +958,7 @@ main(int argc, char **argv)
     if (st == KVMESH_SUCCESS)
         st = !strcmp(o.op, "init") ? bench_init(&o, mesh)
            : !strcmp(o.op, "insert") ? bench_insert(&o, mesh)
-           : !strcmp(o.op, "gather") ? bench_gather(&o, mesh)
+           : !strcmp(o.op, "gather") || !strcmp(o.op, "scatter") ? bench_gather(&o, mesh)
            : !strcmp(o.op, "reshard") ? bench_reshard(&o, mesh) : bench_decode(&o, mesh);
     if (st != KVMESH_SUCCESS && rank == 0)
         fprintf(stderr, "kvmesh-bench: %s\n", kvmesh_strerror(st));
