@@ -644,91 +644,103 @@ report_redist(const opts_t *o, double moved, double secs, const char *base, doub
     fflush(stdout);
 }
 
-static kvmesh_status_t
-bench_insert(const opts_t *o, kvmesh_mesh_t *mesh)
+/* This rank's key block of layer 0 as [lo, len] x 4 (all -1 without c). */
+static void
+key_box(kvmesh_cache_t *c, int64_t box[8])
 {
-    const int in = rank < o->src_ranks;
-    const int64_t slot = o->batch > 3 ? 3 : o->batch - 1;
-    const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
-                    ? (int64_t) (o->fill * (double) o->seq) : 1;
-    double *a = malloc((size_t) o->reps * sizeof *a), *b = malloc((size_t) o->reps * sizeof *b);
-    kvmesh_partition_t *dpart = NULL, *spart = NULL;
-    kvmesh_cache_t *dst = NULL, *src = NULL;
-    kvmesh_mesh_t *smesh = NULL;
-    kvmesh_status_t st;
-    MPI_Comm group;
-    opts_t so = *o;
-    double need, moved, *need_all = NULL;
-    int *from = NULL, *sc = NULL, *rc = NULL, *sd = NULL, *rd = NULL;
-    char *sbuf = NULL, *rbuf = NULL;
-    long kib0;
-    int r, p, myhead[3], *heads = NULL;
+    kvmesh_view_t *v;
+    kvmesh_block_t blk;
+    int i;
 
-    MPI_Comm_split(MPI_COMM_WORLD, in ? 0 : MPI_UNDEFINED, rank, &group);
-    so.batch = 1;
-    st = make_cache(o, mesh, &dpart, &dst);
-    if (st == KVMESH_SUCCESS && in) {
-        st = kvmesh_mesh_create(group, o->src_mesh, &smesh);
-        if (st == KVMESH_SUCCESS)
-            st = make_cache(&so, smesh, &spart, &src);
-        if (st == KVMESH_SUCCESS) {
-            int32_t l32 = (int32_t) L;
-            st = kvmesh_cache_insert_index(src, 0, 1, &l32);
+    for (i = 0; i < 8; i++)
+        box[i] = -1;
+    if (c && !kvmesh_cache_view(c, 0, &v) && !kvmesh_view_local(v, KVMESH_KEY, NULL, &blk))
+        for (i = 0; i < 4; i++)
+            box[2 * i] = blk.offset[i], box[2 * i + 1] = blk.shape[i];
+}
+
+static int64_t
+overlap(const int64_t *a, const int64_t *b, int64_t cap)
+{
+    int64_t lo = a[0] > b[0] ? a[0] : b[0], hi = a[0] + a[1] < b[0] + b[1] ? a[0] + a[1]
+                                                                        : b[0] + b[1];
+    hi = hi < cap ? hi : cap;
+    return hi > lo ? hi - lo : 0;
+}
+
+/* The bytes each rank pair moves when src's rows go to dst's rows from
+ * slot on (FULL layers, positions [0, L)): the overlap of their key
+ * blocks, each block of the source taken once, from the destination's own
+ * rank when it holds a replica, else from the first rank that does.  sc,
+ * rc: this rank's sends and receives per rank; returns the total. */
+static double
+pair_bytes(const opts_t *o, kvmesh_cache_t *dst, kvmesh_cache_t *src, int64_t slot, int64_t L,
+           int *sc, int *rc)
+{
+    int64_t mine[16], *box = malloc(16 * (size_t) nranks * sizeof *box);
+    double moved = 0, pair;
+    int q, s, k, from;
+
+    if (!box)
+        return 0;
+    key_box(src, mine);
+    if (mine[0] >= 0)
+        mine[0] += slot;                /* source rows as destination rows */
+    key_box(dst, mine + 8);
+    MPI_Allgather(mine, 16, MPI_INT64_T, box, 16, MPI_INT64_T, MPI_COMM_WORLD);
+    for (q = 0; q < nranks; q++)
+        for (s = 0; s < nranks; s++) {
+            const int64_t *bs = box + 16 * s, *bd = box + 16 * q + 8;
+            if (bs[0] < 0 || bd[0] < 0)
+                continue;
+            for (k = 0; k < s && memcmp(box + 16 * k, bs, 8 * sizeof *bs); k++)
+                ;
+            if (k < s)
+                continue;                   /* counted with its first replica */
+            from = s;
+            for (k = s; k < nranks; k++)
+                if (k == q && !memcmp(box + 16 * k, bs, 8 * sizeof *bs))
+                    from = q;
+            pair = (double) overlap(bs, bd, INT64_MAX) * (double) overlap(bs + 2, bd + 2, L) *
+                   (double) overlap(bs + 4, bd + 4, INT64_MAX) *
+                   (double) overlap(bs + 6, bd + 6, INT64_MAX) *
+                   (double) kvmesh_dtype_size(o->dtype) * 2.0 * (double) o->layers;
+            moved += pair;
+            if (from == rank)
+                sc[q] = (int) pair;
+            if (q == rank)
+                rc[from] = (int) pair;
         }
-    }
-    MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    /* the baseline's pairs: each destination rank takes its bytes from
-     * the source rank holding its heads, itself when it can */
-    need = held_bytes(dst, slot, L);
-    myhead[0] = myhead[1] = -1, myhead[2] = rank;
-    if (src) {
-        kvmesh_view_t *v;
-        kvmesh_block_t blk;
-        if (!kvmesh_cache_view(src, 0, &v) && !kvmesh_view_local(v, KVMESH_KEY, NULL, &blk))
-            myhead[0] = (int) blk.offset[2], myhead[1] = (int) (blk.offset[2] + blk.shape[2]);
-    }
-    heads = malloc(3 * (size_t) nranks * sizeof *heads);
-    need_all = malloc((size_t) nranks * sizeof *need_all);
-    from = malloc((size_t) nranks * sizeof *from);
-    sc = calloc((size_t) nranks, sizeof *sc), rc = calloc((size_t) nranks, sizeof *rc);
-    sd = calloc((size_t) nranks, sizeof *sd), rd = calloc((size_t) nranks, sizeof *rd);
-    MPI_Allgather(myhead, 3, MPI_INT, heads, 3, MPI_INT, MPI_COMM_WORLD);
-    MPI_Allgather(&need, 1, MPI_DOUBLE, need_all, 1, MPI_DOUBLE, MPI_COMM_WORLD);
-    moved = 0;
-    for (p = 0; p < nranks; p++) {
-        kvmesh_view_t *v;
-        kvmesh_block_t blk;
-        int64_t hb[2] = { 0, 0 };
-        int hlo, hhi, s;
-        moved += need_all[p];
-        /* rank p's key heads */
-        if (!kvmesh_cache_view(dst, 0, &v) && !kvmesh_view_local(v, KVMESH_KEY, NULL, &blk))
-            hb[0] = blk.offset[2], hb[1] = blk.shape[2];
-        MPI_Bcast(hb, 2, MPI_INT64_T, p, MPI_COMM_WORLD);
-        hlo = (int) hb[0], hhi = (int) (hb[0] + hb[1]);
-        from[p] = -1;
-        for (s = 0; s < nranks; s++)
-            if (heads[3 * s] >= 0 && heads[3 * s] <= hlo && heads[3 * s + 1] >= hhi &&
-                (from[p] < 0 || s == p))
-                from[p] = s;
-    }
-    for (p = 0; p < nranks; p++) {
-        if (from[p] == rank)
-            sc[p] = (int) need_all[p];
-        if (p == rank && from[p] >= 0)
-            rc[from[p]] = (int) need_all[p];
-    }
-    for (p = 1; p < nranks; p++)
+    free(box);
+    return moved;
+}
+
+/* Times n insert calls of src's rows into dst at slot against an
+ * MPI_Alltoallv of sc[] / rc[] bytes per rank pair between warm buffers,
+ * alternating, and reports them (moved: bytes in all). */
+static kvmesh_status_t
+insert_vs_alltoallv(const opts_t *o, kvmesh_cache_t *dst, kvmesh_cache_t *src, int64_t slot,
+                    int *sc, int *rc, double moved)
+{
+    double *a = malloc((size_t) o->reps * sizeof *a), *b = malloc((size_t) o->reps * sizeof *b);
+    int *sd = calloc((size_t) nranks, sizeof *sd), *rd = calloc((size_t) nranks, sizeof *rd);
+    size_t sn, rn;
+    char *sbuf, *rbuf;
+    kvmesh_status_t st = KVMESH_SUCCESS;
+    long kib0;
+    int p, r;
+
+    for (p = 1; sd && rd && p < nranks; p++)
         sd[p] = sd[p - 1] + sc[p - 1], rd[p] = rd[p - 1] + rc[p - 1];
+    sn = sd ? (size_t) (sd[nranks - 1] + sc[nranks - 1]) + 1 : 1;
+    rn = rd ? (size_t) (rd[nranks - 1] + rc[nranks - 1]) + 1 : 1;
     /* the baseline's buffers warm before the resident set is read: the
      * growth is the library's */
-    sbuf = malloc((size_t) (sd[nranks - 1] + sc[nranks - 1]) + 1);
-    rbuf = malloc((size_t) (rd[nranks - 1] + rc[nranks - 1]) + 1);
-    if (!sbuf || !rbuf)
+    sbuf = malloc(sn), rbuf = malloc(rn);
+    if (!a || !b || !sd || !rd || !sbuf || !rbuf)
         st = KVMESH_ERR_NOMEM;
     else
-        memset(sbuf, 1, (size_t) (sd[nranks - 1] + sc[nranks - 1]) + 1),
-        memset(rbuf, 1, (size_t) (rd[nranks - 1] + rc[nranks - 1]) + 1);
+        memset(sbuf, 1, sn), memset(rbuf, 1, rn);
     kib0 = rss_now();
     for (r = 0; r < o->reps && st == KVMESH_SUCCESS; r++) {
         double t0;
@@ -744,6 +756,46 @@ bench_insert(const opts_t *o, kvmesh_mesh_t *mesh)
     if (st == KVMESH_SUCCESS)
         report_redist(o, moved, median(a, o->reps), "MPI_Alltoallv", median(b, o->reps),
                       rss_growth(kib0));
+    free(a), free(b), free(sd), free(rd), free(sbuf), free(rbuf);
+    return st;
+}
+
+static kvmesh_status_t
+bench_insert(const opts_t *o, kvmesh_mesh_t *mesh)
+{
+    const int in = rank < o->src_ranks;
+    const int64_t slot = o->batch > 3 ? 3 : o->batch - 1;
+    const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
+                    ? (int64_t) (o->fill * (double) o->seq) : 1;
+    kvmesh_partition_t *dpart = NULL, *spart = NULL;
+    kvmesh_cache_t *dst = NULL, *src = NULL;
+    kvmesh_mesh_t *smesh = NULL;
+    kvmesh_status_t st;
+    MPI_Comm group;
+    opts_t so = *o;
+    double moved = 0;
+    int *sc = NULL, *rc = NULL;
+
+    MPI_Comm_split(MPI_COMM_WORLD, in ? 0 : MPI_UNDEFINED, rank, &group);
+    so.batch = 1;
+    st = make_cache(o, mesh, &dpart, &dst);
+    if (st == KVMESH_SUCCESS && in) {
+        st = kvmesh_mesh_create(group, o->src_mesh, &smesh);
+        if (st == KVMESH_SUCCESS)
+            st = make_cache(&so, smesh, &spart, &src);
+        if (st == KVMESH_SUCCESS) {
+            int32_t l32 = (int32_t) L;
+            st = kvmesh_cache_insert_index(src, 0, 1, &l32);
+        }
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    sc = calloc((size_t) nranks, sizeof *sc), rc = calloc((size_t) nranks, sizeof *rc);
+    if (!sc || !rc)
+        st = KVMESH_ERR_NOMEM;
+    else
+        moved = pair_bytes(o, dst, src, slot, L, sc, rc);
+    if (st == KVMESH_SUCCESS)
+        st = insert_vs_alltoallv(o, dst, src, slot, sc, rc, moved);
     kvmesh_cache_free(&src);
     kvmesh_cache_free(&dst);
     kvmesh_partition_free(&spart);
@@ -751,8 +803,7 @@ bench_insert(const opts_t *o, kvmesh_mesh_t *mesh)
     kvmesh_mesh_free(&smesh);
     if (group != MPI_COMM_NULL)
         MPI_Comm_free(&group);
-    free(a), free(b), free(heads), free(need_all), free(from);
-    free(sc), free(rc), free(sd), free(rd), free(sbuf), free(rbuf);
+    free(sc), free(rc);
     return st;
 }
 
@@ -831,48 +882,19 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
     return st;
 }
 
-/* This rank's key block of layer 0 as [lo, len] x 4 (all -1 without c). */
-static void
-key_box(kvmesh_cache_t *c, int64_t box[8])
-{
-    kvmesh_view_t *v;
-    kvmesh_block_t blk;
-    int i;
-
-    for (i = 0; i < 8; i++)
-        box[i] = -1;
-    if (c && !kvmesh_cache_view(c, 0, &v) && !kvmesh_view_local(v, KVMESH_KEY, NULL, &blk))
-        for (i = 0; i < 4; i++)
-            box[2 * i] = blk.offset[i], box[2 * i + 1] = blk.shape[i];
-}
-
-static int64_t
-overlap(const int64_t *a, const int64_t *b, int64_t cap)
-{
-    int64_t lo = a[0] > b[0] ? a[0] : b[0], hi = a[0] + a[1] < b[0] + b[1] ? a[0] + a[1]
-                                                                        : b[0] + b[1];
-    hi = hi < cap ? hi : cap;
-    return hi > lo ? hi - lo : 0;
-}
-
 static kvmesh_status_t
 bench_reshard(const opts_t *o, kvmesh_mesh_t *mesh)
 {
     const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
                     ? (int64_t) (o->fill * (double) o->seq) : 1;
-    double *a = malloc((size_t) o->reps * sizeof *a), *b = malloc((size_t) o->reps * sizeof *b);
     kvmesh_partition_t *part = NULL, *dpart = NULL;
     kvmesh_cache_t *c = NULL, *d = NULL;
     kvmesh_mesh_t *dmesh = NULL;
     kvmesh_status_t st;
-    int64_t *box = malloc(16 * (size_t) nranks * sizeof *box), row, mine[16];
+    int64_t row;
     int32_t *idx = malloc((size_t) o->batch * sizeof *idx);
     int *sc = calloc((size_t) nranks, sizeof *sc), *rc = calloc((size_t) nranks, sizeof *rc);
-    int *sd = calloc((size_t) nranks, sizeof *sd), *rd = calloc((size_t) nranks, sizeof *rd);
-    double moved = 0, pair;
-    char *sbuf = NULL, *rbuf = NULL;
-    long kib0;
-    int r, s, q, k;
+    double moved = 0;
 
     st = make_cache(o, mesh, &part, &c);
     if (st == KVMESH_SUCCESS)
@@ -883,59 +905,18 @@ bench_reshard(const opts_t *o, kvmesh_mesh_t *mesh)
         idx[row] = (int32_t) L;
     if (st == KVMESH_SUCCESS)
         st = kvmesh_cache_insert_index(c, 0, o->batch, idx);
-    /* the baseline's pairs: what each rank's new block needs of each old
-     * block (the first of identical old blocks) */
-    key_box(c, mine);
-    key_box(d, mine + 8);
-    MPI_Allgather(mine, 16, MPI_INT64_T, box, 16, MPI_INT64_T, MPI_COMM_WORLD);
-    for (q = 0; st == KVMESH_SUCCESS && q < nranks; q++)
-        for (s = 0; s < nranks; s++) {
-            const int64_t *bs = box + 16 * s, *bd = box + 16 * q + 8;
-            for (k = 0; k < s && memcmp(box + 16 * k, bs, 8 * sizeof *bs); k++)
-                ;
-            if (k < s)
-                continue;                       /* a replica of an earlier one */
-            pair = (double) overlap(bs, bd, INT64_MAX) * (double) overlap(bs + 2, bd + 2, L) *
-                   (double) overlap(bs + 4, bd + 4, INT64_MAX) *
-                   (double) overlap(bs + 6, bd + 6, INT64_MAX) *
-                   (double) kvmesh_dtype_size(o->dtype) * 2.0 * (double) o->layers;
-            moved += pair;
-            if (s == rank)
-                sc[q] = (int) pair;
-            if (q == rank)
-                rc[s] = (int) pair;
-        }
-    for (q = 1; q < nranks; q++)
-        sd[q] = sd[q - 1] + sc[q - 1], rd[q] = rd[q - 1] + rc[q - 1];
-    sbuf = malloc((size_t) (sd[nranks - 1] + sc[nranks - 1]) + 1);
-    rbuf = malloc((size_t) (rd[nranks - 1] + rc[nranks - 1]) + 1);
-    if (!sbuf || !rbuf)
+    if (!sc || !rc)
         st = KVMESH_ERR_NOMEM;
     else
-        memset(sbuf, 1, (size_t) (sd[nranks - 1] + sc[nranks - 1]) + 1),
-        memset(rbuf, 1, (size_t) (rd[nranks - 1] + rc[nranks - 1]) + 1);
-    kib0 = rss_now();
-    for (r = 0; r < o->reps && st == KVMESH_SUCCESS; r++) {
-        double t0;
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = MPI_Wtime();
-        st = kvmesh_cache_insert(d, c, 0, MPI_COMM_WORLD);
-        a[r] = slowest(MPI_Wtime() - t0);
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = MPI_Wtime();
-        MPI_Alltoallv(sbuf, sc, sd, MPI_BYTE, rbuf, rc, rd, MPI_BYTE, MPI_COMM_WORLD);
-        b[r] = slowest(MPI_Wtime() - t0);
-    }
+        moved = pair_bytes(o, d, c, 0, L, sc, rc);
     if (st == KVMESH_SUCCESS)
-        report_redist(o, moved, median(a, o->reps), "MPI_Alltoallv", median(b, o->reps),
-                      rss_growth(kib0));
+        st = insert_vs_alltoallv(o, d, c, 0, sc, rc, moved);
     kvmesh_cache_free(&c);
     kvmesh_cache_free(&d);
     kvmesh_partition_free(&part);
     kvmesh_partition_free(&dpart);
     kvmesh_mesh_free(&dmesh);
-    free(a), free(b), free(box), free(idx), free(sc), free(rc), free(sd), free(rd);
-    free(sbuf), free(rbuf);
+    free(idx), free(sc), free(rc);
     return st;
 }
 

@@ -658,6 +658,21 @@ kvm_redist_rows(const side_t *src, int32_t *state, int64_t B, int64_t slot)
                    (size_t) src->h.lo.B * sizeof(int32_t));
 }
 
+/* A private duplicate of the caller's parent communicator, so that the
+ * engine's messages never meet the caller's. */
+static kvmesh_status_t
+private_comm(MPI_Comm parent, MPI_Comm *comm)
+{
+    int rc;
+
+    if (parent == MPI_COMM_NULL)
+        return KVMESH_ERR_ARG;
+    rc = MPI_Comm_dup(parent, comm);
+    if (rc == MPI_SUCCESS)
+        MPI_Comm_set_errhandler(*comm, MPI_ERRORS_RETURN);
+    return KVMESH_MPI(rc);
+}
+
 kvmesh_status_t
 kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot,
                   MPI_Comm parent)
@@ -665,14 +680,8 @@ kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot
     side_t src, dst;
     MPI_Comm comm;
     kvmesh_status_t st, local;
-    int rc;
 
-    if (parent == MPI_COMM_NULL)
-        return KVMESH_ERR_ARG;
-    rc = MPI_Comm_dup(parent, &comm);
-    if (rc != MPI_SUCCESS)
-        return KVMESH_MPI(rc);
-    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    KVMESH_TRY(private_comm(parent, &comm));
     local = kvm_side_of_cache(&src, srcc);
     st = kvm_side_of_cache(&dst, dstc);
     local = local > st ? local : st;
@@ -710,12 +719,7 @@ kvm_redist_reshard(const kvmesh_cache_t *old, const kvmesh_partition_t *part,
     kvmesh_status_t st = KVMESH_SUCCESS;
     int np, p, root = -1, rc;
 
-    if (parent == MPI_COMM_NULL)
-        return KVMESH_ERR_ARG;
-    rc = MPI_Comm_dup(parent, &comm);
-    if (rc != MPI_SUCCESS)
-        return KVMESH_MPI(rc);
-    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    KVMESH_TRY(private_comm(parent, &comm));
     MPI_Comm_size(comm, &np);
     ranks = malloc((size_t) np * sizeof *ranks);
     st = !ranks ? KVMESH_ERR_NOMEM : part && !out ? KVMESH_ERR_ARG
