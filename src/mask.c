@@ -80,9 +80,11 @@ row_index(const kvmesh_view_t *v, const kvmesh_runtime_t *rt, int64_t row)
     return rt && rt->indexs ? rt->indexs[row] : v->indexs[row];
 }
 
-bool
-kvmesh_mask_allows_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, int64_t row,
-                      int64_t i, int64_t pos)
+/* the predicate with runtime rows; both exported forms call it directly,
+ * not one another (a call through the PLT per element) */
+static inline bool
+allows_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, int64_t row, int64_t i,
+          int64_t pos)
 {
     const kvmesh_view_t *v;
 
@@ -99,14 +101,21 @@ kvmesh_mask_allows_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, int64_
 }
 
 bool
-kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t pos)
+kvmesh_mask_allows_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, int64_t row,
+                      int64_t i, int64_t pos)
 {
-    return kvmesh_mask_allows_at(m, NULL, row, i, pos);
+    return allows_at(m, rt, row, i, pos);
 }
 
-kvmesh_status_t
-kvmesh_mask_materialize_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, uint8_t *out,
-                           size_t out_bytes)
+bool
+kvmesh_mask_allows(const kvmesh_mask_t *m, int64_t row, int64_t i, int64_t pos)
+{
+    return allows_at(m, NULL, row, i, pos);
+}
+
+static kvmesh_status_t
+materialize_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, uint8_t *out,
+               size_t out_bytes)
 {
     const kvmesh_view_t *v;
     const kvmesh_cache_t *c;
@@ -150,7 +159,14 @@ kvmesh_mask_materialize_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, u
 }
 
 kvmesh_status_t
+kvmesh_mask_materialize_at(const kvmesh_mask_t *m, const kvmesh_runtime_t *rt, uint8_t *out,
+                           size_t out_bytes)
+{
+    return materialize_at(m, rt, out, out_bytes);
+}
+
+kvmesh_status_t
 kvmesh_mask_materialize(const kvmesh_mask_t *m, uint8_t *out, size_t out_bytes)
 {
-    return kvmesh_mask_materialize_at(m, NULL, out, out_bytes);
+    return materialize_at(m, NULL, out, out_bytes);
 }

@@ -43,6 +43,14 @@ pure_head(kvm_side_head_t *h, const kvmesh_cache_t *c)
     }
 }
 
+/* Canonical slots per row of a layer: S, or min(W, S) for a SLIDING one
+ * (EasyDeL's to_pure keeps the window, not the ring). */
+static int64_t
+canon_len(const kvmesh_mask_detail_t *d, int64_t S)
+{
+    return d->kind == KVMESH_MASK_SLIDING && d->window < S ? d->window : S;
+}
+
 /* Bytes of array a of tensor t of layer l. */
 static size_t
 array_bytes(const kvmesh_pure_t *p, int64_t l, int t, int a)
@@ -102,8 +110,7 @@ pure_alloc(const kvmesh_cache_t *c, kvmesh_pure_t **out)
     pure_head(&h, c);
     for (l = 0; det && len && l < h.nl; l++) {
         det[l] = c->views[l].detail;
-        len[l] = det[l].kind == KVMESH_MASK_SLIDING && det[l].window < c->S
-               ? det[l].window : c->S;
+        len[l] = canon_len(&det[l], c->S);
     }
     if (det && len)
         st = pure_new(&h, &c->meta, det, len, out);
@@ -338,8 +345,7 @@ kvmesh_pure_wrap(const kvmesh_meta_params_t *mp, const kvmesh_mask_detail_t *det
             *d = details[l];
         else if (m.sliding_window > 0)
             *d = (kvmesh_mask_detail_t) { KVMESH_MASK_SLIDING, m.sliding_window, 0 };
-        p->len[l] = d->kind == KVMESH_MASK_SLIDING && d->window < m.sequence_length
-                  ? d->window : m.sequence_length;
+        p->len[l] = canon_len(d, m.sequence_length);
         p->arr[4 * l] = y->key, p->arr[4 * l + 2] = y->value;
         p->arr[4 * l + 1] = (char *) y->key_scales, p->arr[4 * l + 3] = (char *) y->value_scales;
         p->rows[2 * l] = y->indexs, p->rows[2 * l + 1] = y->starts;
