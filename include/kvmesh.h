@@ -396,6 +396,16 @@ typedef enum {
  *  slots are storage, not semantics: gathers export the last min(W, L)
  *  positions.  (EasyDeL keeps W slots, so the earlier queries of a chunk
  *  lose keys they should see.) */
+/** How insert, gather, scatter and reshard move data. */
+typedef enum {
+    KVMESH_ENGINE_DEFAULT = 0,  /**< KVMESH_ENGINE=p2p|scalapack from the
+                                     environment, else P2P */
+    KVMESH_ENGINE_P2P,          /**< point to point, storage to storage */
+    KVMESH_ENGINE_SCALAPACK     /**< ScaLAPACK's p?gemr2d on the rows'
+                                     descriptors (kvmesh_cache_scalapack()):
+                                     an independent oracle, slower */
+} kvmesh_engine_t;
+
 typedef struct {
     kvmesh_dtype_t dtype;                /**< storage type (default bf16) */
     kvmesh_quant_t quant;                /**< quantized storage (default none) */
@@ -408,6 +418,8 @@ typedef struct {
     const int32_t *starts;               /**< batch_size entries; NULL: 0 */
     bool checked; /**< agree on per-token arguments with a message; also on
                        when KVMESH_CHECK=1 is in the environment */
+    kvmesh_engine_t engine; /**< engine of the cache's insert, gather and
+                                 reshard (and of a scatter's) */
 } kvmesh_cache_params_t;
 
 /** Sets defaults: bf16, all layers FULL, starts 0, unchecked.  Local. */
@@ -464,6 +476,14 @@ kvmesh_cache_describe(const kvmesh_cache_t *cache, char *buf, size_t size);
 /** The largest append A (kvmesh_cache_params_t.max_append, resolved).
  *  Local. */
 int64_t kvmesh_cache_max_append(const kvmesh_cache_t *cache);
+
+/** The cache's engine (resolved: P2P or SCALAPACK) and a new one for its
+ *  later calls; every rank taking part in a call must use the same engine
+ *  (KVMESH_ERR_MISMATCH otherwise).  An insert runs on the destination's
+ *  engine.  Local. */
+kvmesh_engine_t kvmesh_cache_engine(const kvmesh_cache_t *cache);
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_set_engine(kvmesh_cache_t *cache, kvmesh_engine_t engine);
 
 /** Storage element type and quantization.  Local. */
 kvmesh_dtype_t kvmesh_cache_dtype(const kvmesh_cache_t *cache);
@@ -626,6 +646,38 @@ kvmesh_pure_rows(const kvmesh_pure_t *pure, int64_t layer, int32_t **indexs,
  *  pass the same rows.  Collective on the mesh communicator. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_evict(kvmesh_cache_t *cache, int64_t slot, int64_t count);
+
+/** One batch row of one layer's key or value storage as a ScaLAPACK
+ *  matrix, for operating on the cache in place.  The storage of a row is
+ *  row-major [slots][heads][dim]; ScaLAPACK reads it column-major, so the
+ *  matrix is (H x D elements) x S_l slots: column j is storage slot j (for
+ *  a SLIDING layer, ring slot j: see kvmesh_view_slot_position()), its
+ *  rows the slot's bytes of every head, in 4-byte words (INTEGER for
+ *  pigemr2d, or REAL bit patterns): two bf16 / f16 elements, one f32, or
+ *  four int8 codes a word.  The row's holders form a 2-d block
+ *  distribution (one block a process: MB = local head words, NB = local
+ *  slots, RSRC = CSRC = 0, LLD = MB) over a BLACS grid of (head blocks x
+ *  dim blocks) rows and kv-length blocks columns; replicas of the blocks
+ *  (ranks that differ only along axes the row is not split over) form
+ *  further grids, each rank being in one. */
+typedef struct {
+    int context;     /**< BLACS context of my grid; -1: I hold no block */
+    int desc[9];     /**< descriptor of the data (context -1 outside) */
+    void *local;     /**< my block of the row (NULL outside) */
+    int scale_desc[9]; /**< quantized: the f32 scales, H x per_head words
+                            a slot (context -1 when unquantized) */
+    float *scale_local; /**< my block of the scales */
+} kvmesh_scalapack_t;
+
+/** Row \p row of layer \p layer's key or value storage as a ScaLAPACK
+ *  matrix.  The BLACS grids are made on first use and kept until the cache
+ *  is freed.  KVMESH_ERR_LAYOUT when a block's head bytes are no whole
+ *  number of words (an odd head dim in bf16, say) or its columns are not
+ *  contiguous (head dims split while a block holds several heads).  Every
+ *  rank passes the same arguments.  Collective on the mesh communicator. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_cache_scalapack(kvmesh_cache_t *cache, int64_t layer, kvmesh_kv_t which,
+                       int64_t row, kvmesh_scalapack_t *out);
 
 /** Geometry of a rank-local 4-d block of a global [B, L, H, D] array. */
 typedef struct {

@@ -32,6 +32,7 @@ typedef struct {
 /* A cache of B rows, S positions, on the ranks [lo, hi) of the world with
  * mesh spec; NULL handles outside. */
 static bool open_empty;   /* side_open makes an empty cache (init_empty) */
+static kvmesh_engine_t engine = KVMESH_ENGINE_P2P;   /* of the caches side_open makes */
 
 static void
 side_open(side_t *s, int lo, int hi, const char *spec, int64_t B, int64_t S,
@@ -54,6 +55,7 @@ side_open(side_t *s, int lo, int hi, const char *spec, int64_t B, int64_t S,
     H_OK(kvmesh_meta_create(&mp, &meta));
     kvmesh_cache_params_init(&cp);
     cp.dtype = dt, cp.quant = q, cp.details = det, cp.max_append = A, cp.checked = true;
+    cp.engine = engine;
     if (open_empty)
         H_OK(kvmesh_cache_init_empty(meta, s->part, &cp, &s->c));
     else
@@ -253,6 +255,61 @@ insert_and_check(run_t *r, int64_t slot)
         }
 }
 
+/* Two caches of one layout on the same ranks hold the same bytes: every
+ * layer's local K and V storage (codes and scales) and rows. */
+static void
+same_bytes(side_t *a, side_t *b, const char *what)
+{
+    int64_t l, bad = 0;
+    int t;
+
+    for (l = 0; a->c && l < NL; l++) {
+        kvmesh_view_t *va, *vb;
+        H_OK(kvmesh_cache_view(a->c, l, &va));
+        H_OK(kvmesh_cache_view(b->c, l, &vb));
+        bad += memcmp(kvmesh_view_indexs(va), kvmesh_view_indexs(vb), 8 * sizeof(int32_t)) != 0;
+        for (t = 0; t < 2; t++) {
+            const void *x, *y;
+            const float *sx, *sy;
+            kvmesh_block_t bx, by;
+            int64_t per, n;
+            H_OK(kvmesh_view_local(va, (kvmesh_kv_t) t, &x, &bx));
+            H_OK(kvmesh_view_local(vb, (kvmesh_kv_t) t, &y, &by));
+            n = bx.shape[0] * bx.shape[1] * bx.shape[2];
+            bad += memcmp(&bx, &by, sizeof bx) != 0 ||
+                   memcmp(x, y, (size_t) n * kvmesh_cache_head_bytes(a->c, (kvmesh_kv_t) t));
+            H_OK(kvmesh_view_scales(va, (kvmesh_kv_t) t, &sx, &per));
+            H_OK(kvmesh_view_scales(vb, (kvmesh_kv_t) t, &sy, &per));
+            bad += per && memcmp(sx, sy, (size_t) (n * per) * sizeof *sx);
+        }
+    }
+    H_CHECK(bad == 0, "%s: %ld arrays differ between the engines", what, (long) bad);
+}
+
+/* The same insert with each engine into two equal destinations: the same
+ * bytes everywhere. */
+static void
+engines_agree(run_t *r, int dlo, int dhi, const char *dspec, kvmesh_dtype_t dt,
+              kvmesh_quant_t q, int64_t slot)
+{
+    side_t d[2];
+    int e;
+
+    for (e = 0; e < 2; e++) {
+        side_open(&d[e], dlo, dhi, dspec, r->Bd, r->Sd, 4, dt, q);
+        if (d[e].c) {
+            fill(&d[e], 4, 500);
+            H_OK(kvmesh_cache_set_engine(d[e].c, e ? KVMESH_ENGINE_SCALAPACK
+                                                   : KVMESH_ENGINE_P2P));
+        }
+        h_expect_all(kvmesh_cache_insert(d[e].c, r->src.c, slot, MPI_COMM_WORLD),
+                     KVMESH_SUCCESS, e ? "insert, ScaLAPACK engine" : "insert, p2p engine");
+    }
+    same_bytes(&d[0], &d[1], r->what);
+    side_close(&d[0]);
+    side_close(&d[1]);
+}
+
 /* Source on world ranks [slo, shi) with mesh sspec, destination on
  * [dlo, dhi) with dspec. */
 static void
@@ -277,6 +334,8 @@ run(int slo, int shi, const char *sspec, int dlo, int dhi, const char *dspec,
     }
     insert_and_check(&r, 0);
     insert_and_check(&r, 2);
+    if (engine == KVMESH_ENGINE_P2P)
+        engines_agree(&r, dlo, dhi, dspec, dt, q, 2);
     insert_and_check(&r, r.Bd - r.Bs);
     side_close(&r.src);
     side_close(&r.dst);
@@ -399,6 +458,7 @@ gather_check(side_t *s, int root, int64_t B, int64_t S, const char *what)
             char spec[32];
             int wroot = -1, me_root = am_root ? h_rank : -1;
             kvmesh_pure_t *wrapped = NULL, *from = pure;
+            kvmesh_cache_params_t wp;
             if (pass == 1 && pure) {
                 kvmesh_pure_layer_t y[NL];
                 kvmesh_mask_detail_t dd[NL];
@@ -423,7 +483,9 @@ gather_check(side_t *s, int root, int64_t B, int64_t S, const char *what)
             snprintf(spec, sizeof spec, "tp=%d,fsdp=-1", h_size % 2 ? 1 : 2);
             H_OK(kvmesh_mesh_create(MPI_COMM_WORLD, spec, &w.mesh));
             H_OK(kvmesh_partition_create(w.mesh, &w.part));
-            st = kvmesh_cache_scatter(h_rank == wroot ? from : NULL, wroot, w.part, NULL, &w.c);
+            kvmesh_cache_params_init(&wp);
+            wp.engine = engine;
+            st = kvmesh_cache_scatter(h_rank == wroot ? from : NULL, wroot, w.part, &wp, &w.c);
             h_expect_all(st, KVMESH_SUCCESS, "scatter of a gather");
             if (st == KVMESH_SUCCESS)
                 same_contents(s, &w, B, S, pass ? "scatter(wrap(gather(c)))"
@@ -573,8 +635,109 @@ errors(void)
     side_close(&c);
 }
 
-int
-main(int argc, char **argv)
+/* ScaLAPACK ships no C header: the routines this test calls. */
+int Csys2blacs_handle(MPI_Comm comm);
+void Cfree_blacs_system_handle(int handle);
+void Cblacs_gridmap(int *context, int *usermap, int ldumap, int nprow, int npcol);
+void Cblacs_gridexit(int context);
+void Cpigemr2d(int m, int n, int *a, int ia, int ja, int *desca, int *b, int ib, int jb,
+               int *descb, int context);
+
+/* Rows of FULL and CHUNK layers handed to ScaLAPACK in place: pigemr2d
+ * from their descriptors to one block on world rank 0 gives the gathered
+ * pure's row, byte for byte (codes and scales of an int8 cache too). */
+static void
+scalapack_access(const char *spec, kvmesh_quant_t q)
+{
+    static const int64_t layers[2] = { 0, 2 };
+    side_t a;
+    kvmesh_pure_t *pure = NULL;
+    MPI_Comm dup;
+    int sys, all, root = -1, zero = 0, *umap, i, x;
+    int64_t r, bad = 0, holes = 0;
+    kvmesh_scalapack_t m;
+    kvmesh_status_t st;
+    char what[128];
+
+    snprintf(what, sizeof what, "ScaLAPACK view of %s quant %d", spec, (int) q);
+    side_open(&a, 0, h_size, spec, 2, 24, 3, KVMESH_BF16, q);
+    fill(&a, 3, 0);
+    fill(&a, 2, 0);
+    H_OK(kvmesh_cache_gather(a.c, 0, &pure));
+    MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+    umap = malloc((size_t) h_size * sizeof *umap);
+    for (i = 0; i < h_size; i++)
+        umap[i] = i;
+    sys = Csys2blacs_handle(dup);
+    all = sys;
+    Cblacs_gridmap(&all, umap, 1, 1, h_size);
+    root = sys;
+    Cblacs_gridmap(&root, &zero, 1, 1, 1);
+    for (i = 0; i < 2; i++)
+        for (r = 0; r < 2; r++)
+            for (x = 0; x < (q ? 2 : 1); x++) {
+                kvmesh_view_t *v;
+                kvmesh_block_t blk;
+                const void *data;
+                int *desc, *buf, dr[9], M, N;
+                void *want;
+                H_OK(kvmesh_cache_scalapack(a.c, layers[i], KVMESH_KEY, r, &m));
+                H_OK(kvmesh_cache_view(a.c, layers[i], &v));
+                H_OK(kvmesh_view_local(v, KVMESH_KEY, &data, &blk));
+                /* I am in a grid exactly when I hold the row */
+                holes += (m.context >= 0) != (r >= blk.offset[0] &&
+                                              r < blk.offset[0] + blk.shape[0]);
+                desc = x ? m.scale_desc : m.desc;
+                M = desc[2], N = desc[3];
+                buf = calloc((size_t) M * (size_t) N, sizeof *buf);
+                memcpy(dr, (int[9]) { 1, root, M, N, M, N, 0, 0, M }, sizeof dr);
+                Cpigemr2d(M, N, x ? (int *) (void *) m.scale_local : (int *) m.local, 1, 1,
+                          desc, buf, 1, 1, dr, all);
+                if (pure) {
+                    int64_t shape[4], per;
+                    float *sc;
+                    H_OK(kvmesh_pure_array(pure, layers[i], KVMESH_KEY, &want, shape));
+                    H_OK(kvmesh_pure_scales(pure, layers[i], KVMESH_KEY, &sc, &per));
+                    want = x ? (void *) (sc + r * shape[1] * shape[2] * per)
+                             : (char *) want + (size_t) (r * M * N) * 4;
+                    bad += memcmp(buf, want, (size_t) M * (size_t) N * 4) != 0;
+                }
+                free(buf);
+            }
+    H_CHECK(bad == 0 && holes == 0, "%s: %ld rows differ, %ld grid memberships wrong", what,
+            (long) bad, (long) holes);
+    /* a value head dim of 5 (10 bytes in bf16, 5 int8 codes): whole words
+     * only for some head counts */
+    {
+        kvmesh_view_t *v;
+        kvmesh_block_t blk;
+        const void *data;
+        int odd;
+        H_OK(kvmesh_cache_view(a.c, 0, &v));
+        H_OK(kvmesh_view_local(v, KVMESH_VALUE, &data, &blk));
+        odd = blk.shape[2] * (int64_t) kvmesh_cache_head_bytes(a.c, KVMESH_VALUE) % 4 != 0;
+        MPI_Allreduce(MPI_IN_PLACE, &odd, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
+        st = kvmesh_cache_scalapack(a.c, 0, KVMESH_VALUE, 0, &m);
+        h_expect_all(st, odd ? KVMESH_ERR_LAYOUT : KVMESH_SUCCESS, "ScaLAPACK view of values");
+        st = kvmesh_cache_scalapack(a.c, 0, KVMESH_KEY, h_rank == h_size - 1 ? 1 : 0, &m);
+        h_expect_all(st, h_size > 1 ? KVMESH_ERR_MISMATCH : KVMESH_SUCCESS,
+                     "ScaLAPACK view of another row on one rank");
+        st = kvmesh_cache_scalapack(a.c, 0, KVMESH_KEY, 2, &m);
+        h_expect_all(st, KVMESH_ERR_ARG, "ScaLAPACK view of a row past B");
+    }
+    Cblacs_gridexit(all);
+    if (root >= 0)
+        Cblacs_gridexit(root);
+    Cfree_blacs_system_handle(sys);
+    MPI_Comm_free(&dup);
+    free(umap);
+    kvmesh_pure_free(&pure);
+    side_close(&a);
+}
+
+/* Every case on this world's meshes, with the caches' engine. */
+static void
+suite(void)
 {
     static const kvmesh_dtype_t dts[4] = { KVMESH_BF16, KVMESH_F32, KVMESH_BF16, KVMESH_BF16 };
     static const kvmesh_quant_t qs[4] = { KVMESH_QUANT_NONE, KVMESH_QUANT_NONE,
@@ -582,7 +745,6 @@ main(int argc, char **argv)
     char specs[64][64], one[32], half[32];
     int nm, m, k, half_n = h_size > 1 ? h_size / 2 : 1;
 
-    h_init(&argc, &argv);
     nm = h_meshes(h_size, specs, 64);
     snprintf(half, sizeof half, "tp=%d", half_n);
     snprintf(one, sizeof one, "sp=%d", h_size);
@@ -603,5 +765,22 @@ main(int argc, char **argv)
     for (k = 0; k < 4; k++)
         reshard_chain(dts[k], qs[k]);
     errors();
+}
+
+int
+main(int argc, char **argv)
+{
+    char specs[64][64];
+    int nm, m;
+
+    h_init(&argc, &argv);
+    nm = h_meshes(h_size, specs, 64);
+    for (m = 0; m < nm; m++) {
+        scalapack_access(specs[m], KVMESH_QUANT_NONE);
+        scalapack_access(specs[m], KVMESH_QUANT_INT8);
+    }
+    suite();
+    engine = KVMESH_ENGINE_SCALAPACK;   /* the oracle engine: the same checks */
+    suite();
     return h_finish("t_insert");
 }

@@ -22,6 +22,31 @@ kvmesh_cache_params_init(kvmesh_cache_params_t *p)
     }
 }
 
+kvmesh_engine_t
+kvm_engine(kvmesh_engine_t e)
+{
+    const char *env = getenv("KVMESH_ENGINE");
+
+    if (e != KVMESH_ENGINE_DEFAULT)
+        return e;
+    return env && !strcmp(env, "scalapack") ? KVMESH_ENGINE_SCALAPACK : KVMESH_ENGINE_P2P;
+}
+
+kvmesh_engine_t
+kvmesh_cache_engine(const kvmesh_cache_t *c)
+{
+    return c ? c->engine : KVMESH_ENGINE_DEFAULT;
+}
+
+kvmesh_status_t
+kvmesh_cache_set_engine(kvmesh_cache_t *c, kvmesh_engine_t e)
+{
+    if (!c || (unsigned) e > KVMESH_ENGINE_SCALAPACK)
+        return KVMESH_ERR_ARG;
+    c->engine = kvm_engine(e);
+    return KVMESH_SUCCESS;
+}
+
 static size_t
 align64(size_t n)
 {
@@ -48,6 +73,7 @@ check_args(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p)
     int64_t l, b;
 
     if (kvmesh_dtype_size(p->dtype) == 0 || p->max_append < 0 ||
+        (unsigned) p->engine > KVMESH_ENGINE_SCALAPACK ||
         (p->quant != KVMESH_QUANT_NONE && p->quant != KVMESH_QUANT_INT8 &&
          p->quant != KVMESH_QUANT_NF4))
         return KVMESH_ERR_ARG;
@@ -223,6 +249,7 @@ cache_destroy(kvmesh_cache_t *c)
     free(c->qcodes);
     free(c->views);
     free(c->state);
+    kvm_grids_free(&c->grids);
     if (c->comm != MPI_COMM_NULL)
         MPI_Comm_free(&c->comm);
     free(c);
@@ -259,7 +286,7 @@ cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
     kvmesh_cache_t *c = NULL;
     kvmesh_status_t st = KVMESH_SUCCESS;
     MPI_Comm comm;
-    int64_t h;
+    int64_t h, hv[2] = { 0, 0 };
     int rc;
     const char *env;
 
@@ -282,6 +309,7 @@ cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
     c = calloc(1, sizeof *c);
     if (c) {
         c->comm = c->kv_comm = MPI_COMM_NULL;
+        kvm_grids_init(&c->grids, MPI_COMM_NULL);
         c->meta = mp;
         c->part = *part;
         c->mesh = part->mesh;
@@ -290,6 +318,7 @@ cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
         c->quant = params->quant;
         env = getenv("KVMESH_CHECK");
         c->checked = params->checked || (env && !strcmp(env, "1"));
+        c->engine = kvm_engine(params->engine);
         c->B = mp.batch_size;
         c->S = mp.sequence_length;
         c->A = params->max_append == 0 || params->max_append > c->S
@@ -301,12 +330,15 @@ cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
     } else {
         st = KVMESH_ERR_NOMEM;
     }
-    /* the checked flag comes from the environment too: make it agree */
-    h = c ? c->checked : 0;
-    KVMESH_GOTO(st, kvm_agree_same(comm, st, &h, 1));
+    /* the checked flag and the engine come from the environment too: make
+     * them agree */
+    if (c)
+        hv[0] = c->checked, hv[1] = c->engine;
+    KVMESH_GOTO(st, kvm_agree_same(comm, st, hv, 2));
     rc = MPI_Comm_dup(comm, &c->comm);
     if (rc == MPI_SUCCESS)
         MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    c->grids.comm = c->comm;
     if (rc == MPI_SUCCESS)
         rc = kv_comm_create(c, comm);
     KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));

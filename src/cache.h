@@ -2,6 +2,7 @@
 #ifndef KVMESH_CACHE_H
 #define KVMESH_CACHE_H
 
+#include "blacs.h"
 #include "kvmesh.h"
 #include "layout.h"
 #include "plan.h"
@@ -24,6 +25,8 @@ struct kvmesh_cache {
     float *qtmp;                  /* quantized: one head vector in f32 */
     char *qcodes;                 /* quantized: codes of one token's heads */
     bool checked;
+    kvmesh_engine_t engine;       /* resolved: P2P or SCALAPACK */
+    kvm_grids_t grids;            /* BLACS grids over comm, made on demand */
     int64_t B, S, H[2], D[2];
     int64_t A;                    /* largest append (max_append) */
     kvmesh_span_t rows, head[2], dim[2];   /* this rank's cache block */
@@ -39,6 +42,10 @@ struct kvmesh_cache {
     void *scratch;                /* one staged message */
     size_t scratch_bytes;
 };
+
+/** The engine \p e names; DEFAULT: KVMESH_ENGINE from the environment
+ *  ("scalapack"), else P2P.  Local. */
+kvmesh_engine_t kvm_engine(kvmesh_engine_t e);
 
 /** Hash of the replicated per-row state of every layer. */
 uint64_t kvm_cache_state(const kvmesh_cache_t *c);

@@ -274,3 +274,24 @@ kvm_layout_runs(int64_t len, bool ring, int64_t p0, int64_t p1, kvmesh_span_t kv
     }
     return count;
 }
+
+bool
+kvm_layout_matrix(const kvm_box_t *box, int64_t H, int64_t U, int64_t len, size_t unit,
+                  int64_t elem, kvm_matrix_t *m)
+{
+    const int64_t Hl = box->d[2].len, Ul = box->d[3].len, Kl = box->d[1].len;
+    const int64_t col = Hl * Ul * (int64_t) unit;
+
+    if ((Ul != U && Hl != 1) || col % elem)
+        return false;
+    m->mb = col / elem;
+    m->m = H * U * (int64_t) unit / elem;
+    m->nprow = (H / Hl) * (U / Ul);
+    m->prow = box->d[2].lo / Hl * (U / Ul) + box->d[3].lo / Ul;
+    m->nb = Kl;
+    m->n = len;
+    m->npcol = len / Kl;
+    m->pcol = box->d[1].lo / Kl;
+    m->row_bytes = (size_t) (Kl * col);
+    return true;
+}

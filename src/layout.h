@@ -117,4 +117,23 @@ typedef struct {
 int kvm_layout_runs(int64_t len, bool ring, int64_t p0, int64_t p1,
                     kvmesh_span_t kv, kvm_run_t run[2]);
 
+/** One row of a layer's storage array as a ScaLAPACK matrix, read column
+ *  by column: a column is a storage slot, its rows the slot's bytes of
+ *  every head in elements of \p elem bytes (4: one word, 1: one byte).  A
+ *  rank's block is a block of the 2-d block distribution with one block a
+ *  process (equal blocks, the layout's rule). */
+typedef struct {
+    int64_t m, n, mb, nb;        /* global elements x slots; block */
+    int64_t nprow, npcol;        /* process grid */
+    int64_t prow, pcol;          /* the block at hand */
+    size_t row_bytes;            /* local bytes of one row of the array */
+} kvm_matrix_t;
+
+/** The matrix geometry of block \p box (in units of \p unit bytes; \p H
+ *  heads of \p U units each, \p len slots).  False when the block's
+ *  columns are no contiguous range (dims split while a block holds several
+ *  heads) or its column bytes are no whole number of elements. */
+bool kvm_layout_matrix(const kvm_box_t *box, int64_t H, int64_t U, int64_t len,
+                       size_t unit, int64_t elem, kvm_matrix_t *m);
+
 #endif

@@ -24,6 +24,7 @@ struct kvmesh_pure {
     int32_t **rows;               /* [nl][indexs, starts]: into state, or the
                                      caller's arrays */
     bool owned;                   /* arr and state are the pure's */
+    kvm_grids_t grids;            /* BLACS grids of the ScaLAPACK engine */
 };
 
 /* A one-rank layout of the cache's shape: every block whole. */
@@ -37,6 +38,7 @@ pure_head(kvm_side_head_t *h, const kvmesh_cache_t *c)
     kvm_layout_init(&h->lo, one, c->layout.rules, c->B, c->S, c->H, c->D);
     h->nl = c->meta.num_hidden_layers;
     h->dtype = c->dtype, h->quant = c->quant, h->esize = (int64_t) c->esize;
+    h->canon = 1;
     for (t = 0; t < 2; t++) {
         h->hbytes[t] = c->quant ? c->hbytes[t] : c->D[t] * (int64_t) c->esize;
         h->nscale[t] = c->nscale[t];
@@ -71,6 +73,7 @@ pure_new(const kvm_side_head_t *h, const kvmesh_meta_params_t *meta,
 
     if (!p)
         return KVMESH_ERR_NOMEM;
+    kvm_grids_init(&p->grids, MPI_COMM_SELF);
     p->meta = *meta;
     p->h = *h;
     p->detail = malloc((size_t) nl * sizeof *p->detail);
@@ -176,6 +179,7 @@ kvmesh_pure_free(kvmesh_pure_t **pure)
     free(p->detail);
     free(p->len);
     free(p->state);
+    kvm_grids_free(&p->grids);
     free(p);
     *pure = NULL;
 }
@@ -209,13 +213,13 @@ pure_side(kvm_side_t *s, kvmesh_pure_t *p)
     if (!p)
         return KVMESH_SUCCESS;
     KVMESH_TRY(kvm_side_member(s, 0, &p->h));
-    s->canon = true;
     memcpy(s->detail, p->detail, (size_t) p->h.nl * sizeof *s->detail);
     memcpy(s->len, p->len, (size_t) p->h.nl * sizeof *s->len);
     for (l = 0; l < 2 * p->h.nl; l++)
         memcpy(s->state + l * p->h.lo.B, p->rows[l], (size_t) p->h.lo.B * sizeof(int32_t));
     for (l = 0; l < p->h.nl * 4; l++)
         s->base[l] = p->arr[l];
+    s->grids = &p->grids;
     s->hash = kvm_hash(0, s->state, (size_t) (p->h.nl * 2 * p->h.lo.B) * sizeof *s->state);
     return KVMESH_SUCCESS;
 }
@@ -254,7 +258,7 @@ kvmesh_cache_gather_into(const kvmesh_cache_t *c, int root, kvmesh_pure_t *pure)
             }
     local = kvm_side_of_cache(&src, c);
     st = pure_side(&dst, pure);
-    st = kvm_redist_move(&src, &dst, 0, comm, local > st ? local : st);
+    st = kvm_redist_move(&src, &dst, 0, comm, c->engine, local > st ? local : st);
     for (l = 0; st == KVMESH_SUCCESS && pure && l < 2 * pure->h.nl; l++)
         memcpy(pure->rows[l], src.state + l * pure->h.lo.B,
                (size_t) pure->h.lo.B * sizeof(int32_t));
@@ -320,12 +324,14 @@ kvmesh_pure_wrap(const kvmesh_meta_params_t *mp, const kvmesh_mask_detail_t *det
     p = calloc(1, sizeof *p);
     if (!p)
         return KVMESH_ERR_NOMEM;
+    kvm_grids_init(&p->grids, MPI_COMM_SELF);
     p->meta = m;
     memset(rules, 0, sizeof rules);
     H[0] = m.key_heads, H[1] = m.value_heads, D[0] = m.key_dim, D[1] = m.value_dim;
     kvm_layout_init(&p->h.lo, one, rules, m.batch_size, m.sequence_length, H, D);
     p->h.nl = m.num_hidden_layers;
     p->h.dtype = dtype, p->h.quant = quant, p->h.esize = (int64_t) kvm_dtype_size(dtype);
+    p->h.canon = 1;
     for (t = 0; t < 2; t++) {
         p->h.hbytes[t] = quant ? kvm_quant_code_bytes(quant, D[t]) : D[t] * p->h.esize;
         p->h.nscale[t] = kvm_quant_scales(quant, D[t]);
@@ -483,7 +489,7 @@ kvmesh_cache_scatter(const kvmesh_pure_t *pure, int root, const kvmesh_partition
     KVMESH_GOTO(st, kvm_agree(c->comm, KVMESH_MPI(rc)));
     local = pure_side(&src, (kvmesh_pure_t *) pure);
     st = kvm_side_of_cache(&dst, c);
-    st = kvm_redist_move(&src, &dst, 0, comm, local > st ? local : st);
+    st = kvm_redist_move(&src, &dst, 0, comm, c->engine, local > st ? local : st);
     if (st == KVMESH_SUCCESS)
         kvm_redist_rows(&src, c->state, c->B, 0);
     kvm_side_free(&src);

@@ -89,6 +89,7 @@ kvm_side_of_cache(side_t *s, const kvmesh_cache_t *c)
     }
     memcpy(s->state, c->state, (size_t) (h.nl * 2 * h.lo.B) * sizeof(int32_t));
     s->hash = kvm_cache_state(c);
+    s->grids = (kvm_grids_t *) &c->grids;     /* a cache of grids, not state */
     s->status = c->failed ? KVMESH_ERR_DIVERGED : KVMESH_SUCCESS;
     for (l = 0; l < h.nl && s->status == KVMESH_SUCCESS; l++)
         if (!c->views[l].ready)
@@ -124,10 +125,8 @@ blob_share(side_t *s, int root, MPI_Comm comm)
 
 /* ---- geometry of the arrays ------------------------------------------ */
 
-/* Array a (0: K or V storage, 1: its scales) of tensor t of layer l held
- * by mesh rank r of side s: its block in units, and a unit's bytes. */
-static void
-array_box(const side_t *s, int r, int64_t l, int t, int a, kvm_box_t *box, size_t *unit)
+void
+kvm_side_box(const side_t *s, int r, int64_t l, int t, int a, kvm_box_t *box, size_t *unit)
 {
     int coords[KVMESH_NAXES];
 
@@ -147,16 +146,15 @@ array_base(const side_t *s, int64_t l, int t, int a)
     return s->base[4 * l + 2 * t + a];
 }
 
-/* The runs of positions [p0, p1) of a row holding L tokens that land in
- * slots kv of side s: by position, by position mod the ring, or, in a
- * canonical array (a pure), the last positions of a window from slot 0. */
-static int
-side_runs(const side_t *s, int64_t l, int64_t L, int64_t p0, int64_t p1, kvmesh_span_t kv,
+/* By position, by position mod the ring, or, in a canonical array (a
+ * pure), the last positions of a window from slot 0. */
+int
+kvm_side_runs(const side_t *s, int64_t l, int64_t L, int64_t p0, int64_t p1, kvmesh_span_t kv,
           kvm_run_t run[2])
 {
     const bool ring = s->detail[l].kind == KVMESH_MASK_SLIDING;
 
-    if (ring && s->canon) {
+    if (ring && s->h.canon) {
         const int64_t base = L - (L < s->len[l] ? L : s->len[l]);
         int count = kvm_layout_runs(s->len[l], false, p0 - base, p1 - base, kv, run), i;
         for (i = 0; i < count; i++)
@@ -187,9 +185,9 @@ holder(const side_t *src, const side_t *dst, int s, int d, int64_t l, int t)
     size_t unit;
     int r, count = 0, pick;
 
-    array_box(src, s, l, t, 0, &bs, &unit);
+    kvm_side_box(src, s, l, t, 0, &bs, &unit);
     for (r = 0; r < src->h.lo.nranks; r++) {
-        array_box(src, r, l, t, 0, &b, &unit);
+        kvm_side_box(src, r, l, t, 0, &b, &unit);
         if (!box_equal(&b, &bs))
             continue;
         if (src->parent[r] == dst->parent[d])
@@ -198,7 +196,7 @@ holder(const side_t *src, const side_t *dst, int s, int d, int64_t l, int t)
     }
     pick = d % count;
     for (r = 0; r < src->h.lo.nranks; r++) {
-        array_box(src, r, l, t, 0, &b, &unit);
+        kvm_side_box(src, r, l, t, 0, &b, &unit);
         if (box_equal(&b, &bs) && pick-- == 0)
             return r;
     }
@@ -286,8 +284,8 @@ pair_pieces(pair_t *p, int s, int d, int64_t l, int t, int a)
     int64_t r, r0, r1;
     piece_t pc;
 
-    array_box(src, s, l, t, a, &bs, &unit);
-    array_box(dst, d, l, t, a, &bd, &unit);
+    kvm_side_box(src, s, l, t, a, &bs, &unit);
+    kvm_side_box(dst, d, l, t, a, &bd, &unit);
     r0 = bs.d[0].lo > bd.d[0].lo - p->slot ? bs.d[0].lo : bd.d[0].lo - p->slot;
     r1 = bs.d[0].lo + bs.d[0].len;
     if (r1 > bd.d[0].lo + bd.d[0].len - p->slot)
@@ -311,9 +309,9 @@ pair_pieces(pair_t *p, int s, int d, int64_t l, int t, int a)
 
         keep = keep < Ld ? keep : Ld;
         p0 = ring ? L - keep : 0;
-        nd = side_runs(dst, l, L, p0, L, bd.d[1], dr);
+        nd = kvm_side_runs(dst, l, L, p0, L, bd.d[1], dr);
         for (i = 0; i < nd; i++) {
-            ns = side_runs(src, l, L, dr[i].p0, dr[i].p1, bs.d[1], sr);
+            ns = kvm_side_runs(src, l, L, dr[i].p0, dr[i].p1, bs.d[1], sr);
             for (j = 0; j < ns; j++) {
                 pc.row = r;
                 pc.n = sr[j].p1 - sr[j].p0;
@@ -359,7 +357,6 @@ plan_key(const side_t *src, const side_t *dst, int me)
         const side_t *s = sd[i];
         h = kvm_hash(h, &s->h, sizeof s->h);
         h = kvm_hash(h, &s->me, sizeof s->me);
-        h = kvm_hash(h, &s->canon, sizeof s->canon);
         h = kvm_hash(h, s->detail, (size_t) s->h.nl * sizeof *s->detail);
         h = kvm_hash(h, s->len, (size_t) s->h.nl * sizeof *s->len);
         h = kvm_hash(h, s->parent, (size_t) s->h.lo.nranks * sizeof *s->parent);
@@ -497,6 +494,11 @@ compatible(const side_t *src, const side_t *dst, int64_t slot)
     return KVMESH_SUCCESS;
 }
 
+/* What each rank tells the others first: its mesh rank on each side, the
+ * slot, each side's state hash, its verdict so far, the engine it wants
+ * (DEFAULT: none; those who want one must want the same). */
+#define NINFO 7
+
 /* The members of one side from the gathered mesh ranks (column col of
  * info): each mesh rank on exactly one parent rank. */
 static kvmesh_status_t
@@ -507,7 +509,7 @@ members(const int64_t *info, int np, int col, int nranks, int *parent)
     for (r = 0; r < nranks; r++)
         parent[r] = -1;
     for (p = 0; p < np; p++) {
-        int64_t m = info[p * 6 + col];
+        int64_t m = info[p * NINFO + col];
         if (m < 0)
             continue;
         if (m >= nranks || parent[m] >= 0)
@@ -520,9 +522,9 @@ members(const int64_t *info, int np, int col, int nranks, int *parent)
 
 kvmesh_status_t
 kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
-                kvmesh_status_t local)
+                kvmesh_engine_t engine, kvmesh_status_t local)
 {
-    int64_t mine[6], *info = NULL, hs = -1, hd = -1;
+    int64_t mine[NINFO], *info = NULL, hs = -1, hd = -1;
     int np = 0, me = 0, p, s, d, rc, sroot = -1, droot = -1;
     kvmesh_status_t st = KVMESH_SUCCESS;
     MPI_Request *req = NULL;
@@ -540,28 +542,34 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
     mine[3] = (int64_t) src->hash, mine[4] = (int64_t) dst->hash;
     mine[5] = local > src->status ? local : src->status;
     mine[5] = mine[5] > dst->status ? mine[5] : dst->status;
-    info = malloc((size_t) np * 6 * sizeof *info);
+    mine[6] = engine;              /* DEFAULT: no opinion */
+    info = malloc((size_t) np * NINFO * sizeof *info);
     KVMESH_GOTO(st, kvm_agree(comm, info ? KVMESH_SUCCESS : KVMESH_ERR_NOMEM));
-    rc = MPI_Allgather(mine, 6, MPI_INT64_T, info, 6, MPI_INT64_T, comm);
+    rc = MPI_Allgather(mine, NINFO, MPI_INT64_T, info, NINFO, MPI_INT64_T, comm);
     KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
     /* from here on every rank reaches each verdict from the same data */
     all_same = true;
     for (p = 0; p < np; p++) {
-        if (info[p * 6 + 5] > (int64_t) st)
-            st = (kvmesh_status_t) info[p * 6 + 5];
-        all_same = all_same && info[p * 6 + 2] == slot;
-        if (info[p * 6] == 0)
+        if (info[p * NINFO + 5] > (int64_t) st)
+            st = (kvmesh_status_t) info[p * NINFO + 5];
+        all_same = all_same && info[p * NINFO + 2] == slot;
+        if (info[p * NINFO + 6] != KVMESH_ENGINE_DEFAULT) {
+            all_same = all_same && (engine == KVMESH_ENGINE_DEFAULT ||
+                                    info[p * NINFO + 6] == engine);
+            engine = (kvmesh_engine_t) info[p * NINFO + 6];
+        }
+        if (info[p * NINFO] == 0)
             sroot = p;
-        if (info[p * 6 + 1] == 0)
+        if (info[p * NINFO + 1] == 0)
             droot = p;
     }
     for (p = 0; p < np; p++) {
-        if (info[p * 6] >= 0 && hs == -1)
-            hs = info[p * 6 + 3];
-        if (info[p * 6 + 1] >= 0 && hd == -1)
-            hd = info[p * 6 + 4];
-        if ((info[p * 6] >= 0 && info[p * 6 + 3] != hs) ||
-            (info[p * 6 + 1] >= 0 && info[p * 6 + 4] != hd))
+        if (info[p * NINFO] >= 0 && hs == -1)
+            hs = info[p * NINFO + 3];
+        if (info[p * NINFO + 1] >= 0 && hd == -1)
+            hd = info[p * NINFO + 4];
+        if ((info[p * NINFO] >= 0 && info[p * NINFO + 3] != hs) ||
+            (info[p * NINFO + 1] >= 0 && info[p * NINFO + 4] != hd))
             st = KVMESH_ERR_DIVERGED;
     }
     if (st == KVMESH_SUCCESS && !all_same)
@@ -590,6 +598,10 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
         st = compatible(src, dst, slot);
     if (st != KVMESH_SUCCESS)
         goto fail;
+    if (engine == KVMESH_ENGINE_SCALAPACK) {
+        st = kvm_scalapack_move(src, dst, slot, comm);
+        goto fail;
+    }
 
     /* the lists of every pair this rank sends or receives in */
     lists = calloc((size_t) (2 * (src->h.lo.nranks + dst->h.lo.nranks)), sizeof *lists);
@@ -687,7 +699,8 @@ kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot
     local = local > st ? local : st;
     if (srcc && srcc == dstc)
         local = KVMESH_ERR_ARG;
-    st = kvm_redist_move(&src, &dst, slot, comm, local);
+    st = kvm_redist_move(&src, &dst, slot, comm,
+                         dstc ? dstc->engine : KVMESH_ENGINE_DEFAULT, local);
     if (st == KVMESH_SUCCESS && dstc)
         kvm_redist_rows(&src, dstc->state, dstc->B, slot);
     kvm_side_free(&src);
@@ -702,7 +715,7 @@ kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot
  * cache's metadata and options, sent from its mesh rank 0. */
 typedef struct {
     kvmesh_meta_params_t meta;
-    int64_t dtype, quant, checked, max_append, nl;
+    int64_t dtype, quant, checked, max_append, nl, engine;
 } reshard_head_t;
 
 kvmesh_status_t
@@ -736,6 +749,7 @@ kvm_redist_reshard(const kvmesh_cache_t *old, const kvmesh_partition_t *part,
         h.meta = old->meta;
         h.dtype = old->dtype, h.quant = old->quant, h.checked = old->checked;
         h.max_append = old->A, h.nl = old->meta.num_hidden_layers;
+        h.engine = old->engine;
     }
     rc = MPI_Bcast(&h, (int) sizeof h, MPI_BYTE, root, comm);
     KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
@@ -750,6 +764,7 @@ kvm_redist_reshard(const kvmesh_cache_t *old, const kvmesh_partition_t *part,
         kvmesh_cache_params_init(&cp);
         cp.dtype = (kvmesh_dtype_t) h.dtype, cp.quant = (kvmesh_quant_t) h.quant;
         cp.checked = h.checked, cp.max_append = h.max_append, cp.details = det;
+        cp.engine = (kvmesh_engine_t) h.engine;
         st = kvmesh_meta_create(&h.meta, &meta);
         if (st == KVMESH_SUCCESS)
             st = kvmesh_cache_init(meta, part, &cp, &c);

@@ -6,6 +6,7 @@
 #ifndef KVMESH_REDIST_H
 #define KVMESH_REDIST_H
 
+#include "blacs.h"
 #include "cache.h"
 
 typedef struct kvm_side kvm_side_t;
@@ -16,6 +17,7 @@ typedef struct {
     int64_t nl;
     int64_t dtype, quant;
     int64_t esize, hbytes[2], nscale[2];
+    int64_t canon;                 /* SLIDING rows oldest first (a pure) */
 } kvm_side_head_t;
 
 struct kvm_side {
@@ -26,7 +28,7 @@ struct kvm_side {
     int32_t *state;                /* [nl][indexs, starts][B] */
     int *parent;                   /* [mesh ranks] parent rank of each */
     int me;                        /* my mesh rank, -1 outside the side */
-    bool canon;                    /* SLIDING rows oldest first (a pure) */
+    kvm_grids_t *grids;            /* mine: BLACS grids over the side's ranks */
     char **base;                   /* mine: [nl][K, V][data, scales] */
     uint64_t hash;                 /* mine: hash of the replicated state */
     kvmesh_status_t status;        /* mine: DIVERGED when it can't take part */
@@ -39,6 +41,16 @@ kvmesh_status_t kvm_side_of_cache(kvm_side_t *s, const kvmesh_cache_t *c);
 kvmesh_status_t kvm_side_member(kvm_side_t *s, int me, const kvm_side_head_t *h);
 void kvm_side_free(kvm_side_t *s);
 
+/** Array a (0: K or V storage, 1: its scales) of tensor t of layer l held
+ *  by mesh rank r of side s: its block in units, and a unit's bytes. */
+void kvm_side_box(const kvm_side_t *s, int r, int64_t l, int t, int a, kvm_box_t *box,
+                  size_t *unit);
+
+/** The runs of positions [p0, p1) of a row holding L tokens that land in
+ *  slots kv of side s (at most two). */
+int kvm_side_runs(const kvm_side_t *s, int64_t l, int64_t L, int64_t p0, int64_t p1,
+                  kvmesh_span_t kv, kvm_run_t run[2]);
+
 /** Moves the filled positions of src's rows [0, B_src) into dst's rows
  *  [slot, slot + B_src) (kvmesh_cache_insert's semantics), with \p local
  *  the caller's own verdict so far.  Every rank of comm (a private
@@ -46,7 +58,15 @@ void kvm_side_free(kvm_side_t *s);
  *  success the caller updates the destination's rows: kvm_redist_rows().
  *  Collective on \p comm. */
 kvmesh_status_t kvm_redist_move(kvm_side_t *src, kvm_side_t *dst, int64_t slot,
-                                MPI_Comm comm, kvmesh_status_t local);
+                                MPI_Comm comm, kvmesh_engine_t engine,
+                                kvmesh_status_t local);
+
+/** The data movement of kvm_redist_move() with ScaLAPACK's p?gemr2d, once
+ *  every rank knows both sides and has agreed that the move is valid
+ *  (KVMESH_ERR_LAYOUT, nothing moved, when a layout splits head dims while
+ *  a block holds several heads).  Collective on \p comm. */
+kvmesh_status_t kvm_scalapack_move(kvm_side_t *src, kvm_side_t *dst, int64_t slot,
+                                   MPI_Comm comm);
 /** src's indexs and starts into rows [slot, ...) of a state array of B
  *  rows ([layers][indexs, starts][B]). */
 void kvm_redist_rows(const kvm_side_t *src, int32_t *state, int64_t B, int64_t slot);
