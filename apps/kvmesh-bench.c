@@ -12,6 +12,11 @@
  *   --op reshard        the cache's rows into a preallocated copy on mesh
  *                       --src-mesh (default tp=N) vs an MPI_Alltoallv of
  *                       the same bytes per rank pair
+ * The four redistribution ops run on --engine p2p (default), scalapack, or
+ * both, interleaved with the baseline in every repetition: then the p2p
+ * line also reports its speedup over ScaLAPACK and the largest speedup
+ * possible, ScaLAPACK's time over the baseline's (p2p at the baseline). 
+ *
  *   --op concat-decode  one decode step (n = 1, every layer, rows at
  *                       different fill levels mid-cache, past the window
  *                       for sliding layers so every append wraps the ring)
@@ -43,6 +48,9 @@ typedef struct {
     double fill;       /* insert, gather: filled fraction of the rows */
     int src_ranks;     /* insert: ranks of the source group */
     const char *src_mesh;
+    const char *engine_name;   /* insert, gather, scatter, reshard: p2p, */
+    kvmesh_engine_t engine;    /* scalapack, or both (interleaved) */
+    int nengines;
 } opts_t;
 
 static int rank, nranks;
@@ -56,8 +64,9 @@ usage(void)
             "         [--seq 4096] [--kv-heads 8] [--head-dim 128] [--dtype bf16|f16|f32]\n"
             "         [--mesh tp=2,sp=2] [--reps N] [--inner N] [--window W]\n"
             "         [--quant none|int8|nf4] [--ref-seq S] [--ref-window W] [--json]\n"
-            "         [--fill F] [--src-ranks N] [--src-mesh SPEC]   (insert, gather, reshard:\n"
-            "               --src-mesh is the request's mesh for insert, the new one for reshard)\n"
+            "         [--fill F] [--src-ranks N] [--src-mesh SPEC] [--engine p2p|scalapack|both]\n"
+            "               (insert, gather, scatter, reshard; --src-mesh is the request's\n"
+            "               mesh for insert, the new one for reshard)\n"
             "  --window W      every layer SLIDING with window W (0: FULL)\n"
             "  --ref-seq S, --ref-window W  concat-decode: also time a second cache\n"
             "               (S positions, window W; 0: FULL), interleaved in the same\n"
@@ -74,13 +83,14 @@ parse(int argc, char **argv, opts_t *o)
         { "inner", 1, 0, 'i' }, { "ref-seq", 1, 0, 'q' },
         { "window", 1, 0, 'w' }, { "ref-window", 1, 0, 'W' }, { "quant", 1, 0, 'Q' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' },
         { "fill", 1, 0, 'F' }, { "src-ranks", 1, 0, 'R' }, { "src-mesh", 1, 0, 'M' },
+        { "engine", 1, 0, 'E' },
         { 0, 0, 0, 0 }
     };
     int c;
 
     *o = (opts_t) { "init", "tp=2,sp=2", "bf16", 8, 8, 4096, 8, 128, 0, 0, -1,
                     "none", KVMESH_QUANT_NONE, 0, 64, KVMESH_BF16, false, 1.0,
-                    nranks < 2 ? nranks : 2, NULL };
+                    nranks < 2 ? nranks : 2, NULL, "p2p", KVMESH_ENGINE_P2P, 1 };
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
         case 'o': o->op = optarg; break;
@@ -101,6 +111,7 @@ parse(int argc, char **argv, opts_t *o)
         case 'F': o->fill = atof(optarg); break;
         case 'R': o->src_ranks = atoi(optarg); break;
         case 'M': o->src_mesh = optarg; break;
+        case 'E': o->engine_name = optarg; break;
         default: return 1;
         }
     }
@@ -121,6 +132,10 @@ parse(int argc, char **argv, opts_t *o)
         o->src_mesh = o->src_ranks == 2 ? "tp=2" : "";
     if (o->fill <= 0.0 || o->fill > 1.0 || o->src_ranks < 1 || o->src_ranks > nranks)
         return 1;
+    if (!strcmp(o->engine_name, "p2p")) o->engine = KVMESH_ENGINE_P2P;
+    else if (!strcmp(o->engine_name, "scalapack")) o->engine = KVMESH_ENGINE_SCALAPACK;
+    else if (!strcmp(o->engine_name, "both")) o->nengines = 2;
+    else return 1;
     if (!strcmp(o->quant_name, "none")) o->quant = KVMESH_QUANT_NONE;
     else if (!strcmp(o->quant_name, "int8")) o->quant = KVMESH_QUANT_INT8;
     else if (!strcmp(o->quant_name, "nf4")) o->quant = KVMESH_QUANT_NF4;
@@ -236,6 +251,7 @@ make_cache(const opts_t *o, kvmesh_mesh_t *mesh, kvmesh_partition_t **part,
     kvmesh_cache_params_init(&cp);
     cp.dtype = o->dtype;
     cp.quant = o->quant;
+    cp.engine = o->engine;
     if (o->window > 0) {
         det = malloc((size_t) o->layers * sizeof *det);
         for (l = 0; det && l < o->layers; l++)
@@ -616,32 +632,64 @@ held_bytes(kvmesh_cache_t *c, int64_t row, int64_t L)
     return bytes;
 }
 
-/* The summary line of a redistribution op. */
+/* The summary line of a redistribution op on one engine (\p sl: the
+ * ScaLAPACK engine's seconds in the same run when this is p2p, else 0). */
 static void
-report_redist(const opts_t *o, double moved, double secs, const char *base, double bsecs,
-              double rss)
+report_redist(const opts_t *o, const char *engine, double moved, double secs, const char *base,
+              double bsecs, double rss, double sl)
 {
+    char extra[96] = "", text[96] = "";
+
     if (rank != 0)
         return;
+    if (sl > 0) {
+        snprintf(extra, sizeof extra, ",\"speedup_vs_scalapack\":%.4g,\"speedup_bound\":%.4g",
+                 sl / secs, sl / bsecs);
+        snprintf(text, sizeof text, "; %.3gx ScaLAPACK's speed (at most %.3gx)", sl / secs,
+                 sl / bsecs);
+    }
     if (o->json)
-        printf("{\"op\":\"%s\",\"engine\":\"p2p\",\"ranks\":%d,\"mesh\":\"%s\","
+        printf("{\"op\":\"%s\",\"engine\":\"%s\",\"ranks\":%d,\"mesh\":\"%s\","
                "\"src_mesh\":\"%s\",\"dst_mesh\":\"%s\",\"src_ranks\":%d,\"layers\":%ld,\"batch\":%ld,"
                "\"seq\":%ld,\"kv_heads\":%ld,\"head_dim\":%ld,\"dtype\":\"%s\","
                "\"quant\":\"%s\",\"fill\":%.3g,\"reps\":%d,\"moved_bytes\":%.0f,"
                "\"seconds\":%.9g,\"gbps\":%.4g,\"baseline\":\"%s\","
-               "\"baseline_seconds\":%.9g,\"ratio\":%.4g,\"peak_rss_growth_mib\":%.1f}\n",
-               o->op, nranks, o->mesh, strcmp(o->op, "insert") ? o->mesh : o->src_mesh,
+               "\"baseline_seconds\":%.9g,\"ratio\":%.4g,\"peak_rss_growth_mib\":%.1f%s}\n",
+               o->op, engine, nranks, o->mesh,
+               strcmp(o->op, "insert") ? o->mesh : o->src_mesh,
                !strcmp(o->op, "reshard") ? o->src_mesh : !strcmp(o->op, "gather") ? "root 0"
                                                                                   : o->mesh,
                strcmp(o->op, "insert") ? nranks : o->src_ranks, (long) o->layers,
                (long) o->batch, (long) o->seq, (long) o->kv_heads, (long) o->head_dim,
                o->dtype_name, o->quant_name, o->fill, o->reps, moved, secs,
-               moved / secs / 1e9, base, bsecs, secs / bsecs, rss);
+               moved / secs / 1e9, base, bsecs, secs / bsecs, rss, extra);
     else
-        printf("%-8s ranks %d mesh %s: %.0f B moved in %.3g s (%.3g GB/s); %s %.3g s; "
-               "ratio %.3f; peak RSS growth %.1f MiB\n", o->op, nranks, o->mesh, moved,
-               secs, moved / secs / 1e9, base, bsecs, secs / bsecs, rss);
+        printf("%-8s %-9s ranks %d mesh %s: %.0f B moved in %.3g s (%.3g GB/s); %s %.3g s; "
+               "ratio %.3f; peak RSS growth %.1f MiB%s\n", o->op, engine, nranks, o->mesh,
+               moved, secs, moved / secs / 1e9, base, bsecs, secs / bsecs, rss, text);
     fflush(stdout);
+}
+
+/* The engines of a run, in the order they are timed. */
+static kvmesh_engine_t
+engine_at(const opts_t *o, int e)
+{
+    return o->nengines == 2 ? (e ? KVMESH_ENGINE_SCALAPACK : KVMESH_ENGINE_P2P) : o->engine;
+}
+
+/* Reports every engine timed (a: [engine][rep] seconds, b: the baseline). */
+static void
+report_engines(const opts_t *o, double moved, double *a, const char *base, double *b,
+               double rss)
+{
+    double bs = median(b, o->reps), m[2];
+    int e;
+
+    for (e = 0; e < o->nengines; e++)
+        m[e] = median(a + e * o->reps, o->reps);
+    for (e = 0; e < o->nengines; e++)
+        report_redist(o, engine_at(o, e) == KVMESH_ENGINE_P2P ? "p2p" : "scalapack", moved,
+                      m[e], base, bs, rss, o->nengines == 2 && e == 0 ? m[1] : 0.0);
 }
 
 /* This rank's key block of layer 0 as [lo, len] x 4 (all -1 without c). */
@@ -722,7 +770,8 @@ static kvmesh_status_t
 insert_vs_alltoallv(const opts_t *o, kvmesh_cache_t *dst, kvmesh_cache_t *src, int64_t slot,
                     int *sc, int *rc, double moved)
 {
-    double *a = malloc((size_t) o->reps * sizeof *a), *b = malloc((size_t) o->reps * sizeof *b);
+    double *a = malloc(2 * (size_t) o->reps * sizeof *a);
+    double *b = malloc((size_t) o->reps * sizeof *b);
     int *sd = calloc((size_t) nranks, sizeof *sd), *rd = calloc((size_t) nranks, sizeof *rd);
     size_t sn, rn;
     char *sbuf, *rbuf;
@@ -744,18 +793,22 @@ insert_vs_alltoallv(const opts_t *o, kvmesh_cache_t *dst, kvmesh_cache_t *src, i
     kib0 = rss_now();
     for (r = 0; r < o->reps && st == KVMESH_SUCCESS; r++) {
         double t0;
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = MPI_Wtime();
-        st = kvmesh_cache_insert(dst, src, slot, MPI_COMM_WORLD);
-        a[r] = slowest(MPI_Wtime() - t0);
+        int e;
+        for (e = 0; e < o->nengines && st == KVMESH_SUCCESS; e++) {
+            if (dst)
+                st = kvmesh_cache_set_engine(dst, engine_at(o, e));
+            MPI_Barrier(MPI_COMM_WORLD);
+            t0 = MPI_Wtime();
+            st = kvmesh_cache_insert(dst, src, slot, MPI_COMM_WORLD);
+            a[e * o->reps + r] = slowest(MPI_Wtime() - t0);
+        }
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = MPI_Wtime();
         MPI_Alltoallv(sbuf, sc, sd, MPI_BYTE, rbuf, rc, rd, MPI_BYTE, MPI_COMM_WORLD);
         b[r] = slowest(MPI_Wtime() - t0);
     }
     if (st == KVMESH_SUCCESS)
-        report_redist(o, moved, median(a, o->reps), "MPI_Alltoallv", median(b, o->reps),
-                      rss_growth(kib0));
+        report_engines(o, moved, a, "MPI_Alltoallv", b, rss_growth(kib0));
     free(a), free(b), free(sd), free(rd), free(sbuf), free(rbuf);
     return st;
 }
@@ -812,7 +865,8 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
 {
     const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
                     ? (int64_t) (o->fill * (double) o->seq) : 1;
-    double *a = malloc((size_t) o->reps * sizeof *a), *b = malloc((size_t) o->reps * sizeof *b);
+    double *a = malloc(2 * (size_t) o->reps * sizeof *a);
+    double *b = malloc((size_t) o->reps * sizeof *b);
     kvmesh_partition_t *part = NULL;
     kvmesh_cache_t *c = NULL;
     kvmesh_pure_t *pure = NULL;
@@ -826,7 +880,10 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
     long kib0;
     int r, p, count;
     const bool scatter = !strcmp(o->op, "scatter");
+    kvmesh_cache_params_t sp;
 
+    kvmesh_cache_params_init(&sp);
+    sp.engine = o->engine;
     st = make_cache(o, mesh, &part, &c);
     for (row = 0; idx && row < o->batch; row++)
         idx[row] = (int32_t) L;
@@ -852,16 +909,21 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
         st = KVMESH_ERR_NOMEM;
     kib0 = rss_now();
     for (r = 0; r < o->reps && st == KVMESH_SUCCESS; r++) {
-        kvmesh_cache_t *back = NULL;
         double t0;
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = MPI_Wtime();
-        if (scatter)          /* onto the same mesh, a new cache each time */
-            st = kvmesh_cache_scatter(rank == 0 ? pure : NULL, 0, part, NULL, &back);
-        else
-            st = kvmesh_cache_gather_into(c, 0, rank == 0 ? pure : NULL);
-        a[r] = slowest(MPI_Wtime() - t0);
-        kvmesh_cache_free(&back);
+        int e;
+        for (e = 0; e < o->nengines && st == KVMESH_SUCCESS; e++) {
+            kvmesh_cache_t *back = NULL;
+            sp.engine = engine_at(o, e);
+            st = kvmesh_cache_set_engine(c, sp.engine);
+            MPI_Barrier(MPI_COMM_WORLD);
+            t0 = MPI_Wtime();
+            if (scatter && st == KVMESH_SUCCESS)   /* onto the same mesh, a new cache */
+                st = kvmesh_cache_scatter(rank == 0 ? pure : NULL, 0, part, &sp, &back);
+            else if (st == KVMESH_SUCCESS)
+                st = kvmesh_cache_gather_into(c, 0, rank == 0 ? pure : NULL);
+            a[e * o->reps + r] = slowest(MPI_Wtime() - t0);
+            kvmesh_cache_free(&back);
+        }
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = MPI_Wtime();
         if (scatter)
@@ -873,8 +935,8 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
         b[r] = slowest(MPI_Wtime() - t0);
     }
     if (st == KVMESH_SUCCESS)
-        report_redist(o, moved, median(a, o->reps), scatter ? "MPI_Scatterv" : "MPI_Gatherv",
-                      median(b, o->reps), rss_growth(kib0));
+        report_engines(o, moved, a, scatter ? "MPI_Scatterv" : "MPI_Gatherv", b,
+                       rss_growth(kib0));
     kvmesh_pure_free(&pure);
     kvmesh_cache_free(&c);
     kvmesh_partition_free(&part);
