@@ -587,6 +587,8 @@ errors(void)
     if (h_size > 1) {
         st = kvmesh_cache_insert(b.c, a.c, h_rank == h_size - 1 ? 1 : 0, MPI_COMM_WORLD);
         h_expect_all(st, KVMESH_ERR_MISMATCH, "a different slot on one rank");
+        st = kvmesh_cache_insert(h_rank == h_size - 1 ? c.c : b.c, a.c, 0, MPI_COMM_WORLD);
+        h_expect_all(st, KVMESH_ERR_MISMATCH, "an int8 destination on one rank");
     }
     side_close(&c);
     side_open(&c, 0, h_size, "", 6, 16, 4, KVMESH_BF16, KVMESH_QUANT_NONE);

@@ -496,8 +496,21 @@ compatible(const side_t *src, const side_t *dst, int64_t slot)
 
 /* What each rank tells the others first: its mesh rank on each side, the
  * slot, each side's state hash, its verdict so far, the engine it wants
- * (DEFAULT: none; those who want one must want the same). */
-#define NINFO 7
+ * (DEFAULT: none; those who want one must want the same), each side's
+ * description hash. */
+#define NINFO 9
+
+/* Hash of what a member knows of its side's description (0 outside). */
+static uint64_t
+side_desc(const side_t *s)
+{
+    uint64_t h;
+
+    if (s->me < 0)
+        return 0;
+    h = kvm_hash(0, &s->h, sizeof s->h);
+    return kvm_hash(h, s->blob, (size_t) s->h.nl * (sizeof *s->detail + sizeof *s->len));
+}
 
 /* The members of one side from the gathered mesh ranks (column col of
  * info): each mesh rank on exactly one parent rank. */
@@ -524,7 +537,7 @@ kvmesh_status_t
 kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
                 kvmesh_engine_t engine, kvmesh_status_t local)
 {
-    int64_t mine[NINFO], *info = NULL, hs = -1, hd = -1;
+    int64_t mine[NINFO], *info = NULL, i, first[2] = { -1, -1 };
     int np = 0, me = 0, p, s, d, rc, sroot = -1, droot = -1;
     kvmesh_status_t st = KVMESH_SUCCESS;
     MPI_Request *req = NULL;
@@ -532,7 +545,7 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
     blist_t *lists = NULL;
     int nreq = 0, ntypes = 0;
     int32_t *task = NULL;
-    int64_t ntask = 0, i;
+    int64_t ntask = 0;
     bool all_same;
 
     MPI_Comm_size(comm, &np);
@@ -543,6 +556,7 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
     mine[5] = local > src->status ? local : src->status;
     mine[5] = mine[5] > dst->status ? mine[5] : dst->status;
     mine[6] = engine;              /* DEFAULT: no opinion */
+    mine[7] = (int64_t) side_desc(src), mine[8] = (int64_t) side_desc(dst);
     info = malloc((size_t) np * NINFO * sizeof *info);
     KVMESH_GOTO(st, kvm_agree(comm, info ? KVMESH_SUCCESS : KVMESH_ERR_NOMEM));
     rc = MPI_Allgather(mine, NINFO, MPI_INT64_T, info, NINFO, MPI_INT64_T, comm);
@@ -563,15 +577,19 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
         if (info[p * NINFO + 1] == 0)
             droot = p;
     }
-    for (p = 0; p < np; p++) {
-        if (info[p * NINFO] >= 0 && hs == -1)
-            hs = info[p * NINFO + 3];
-        if (info[p * NINFO + 1] >= 0 && hd == -1)
-            hd = info[p * NINFO + 4];
-        if ((info[p * NINFO] >= 0 && info[p * NINFO + 3] != hs) ||
-            (info[p * NINFO + 1] >= 0 && info[p * NINFO + 4] != hd))
-            st = KVMESH_ERR_DIVERGED;
-    }
+    /* a side's members hold the same state (else it diverged) and passed
+     * the same cache (else they passed different arguments) */
+    for (p = 0; p < np; p++)
+        for (i = 0; i < 2; i++) {
+            const int64_t *q = &info[p * NINFO], *f = first[i] >= 0 ? &info[first[i] * NINFO] : q;
+            if (q[i] < 0)
+                continue;
+            if (first[i] < 0)
+                first[i] = p;
+            if (q[3 + i] != f[3 + i])
+                st = KVMESH_ERR_DIVERGED;
+            all_same = all_same && q[7 + i] == f[7 + i];
+        }
     if (st == KVMESH_SUCCESS && !all_same)
         st = KVMESH_ERR_MISMATCH;
     if (st == KVMESH_SUCCESS && (sroot < 0 || droot < 0))
