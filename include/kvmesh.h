@@ -420,6 +420,11 @@ typedef struct {
                        when KVMESH_CHECK=1 is in the environment */
     kvmesh_engine_t engine; /**< engine of the cache's insert, gather and
                                  reshard (and of a scatter's) */
+    int64_t staging_bytes;  /**< memory per rank a redistribution (insert,
+                                 gather, scatter, reshard) may use to describe
+                                 and stage its transfers; a move that needs
+                                 more runs in rounds (0: 64 MiB; the smallest
+                                 of the caches' taking part holds) */
 } kvmesh_cache_params_t;
 
 /** Sets defaults: bf16, all layers FULL, starts 0, unchecked.  Local. */

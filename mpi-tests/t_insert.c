@@ -33,6 +33,7 @@ typedef struct {
  * mesh spec; NULL handles outside. */
 static bool open_empty;   /* side_open makes an empty cache (init_empty) */
 static kvmesh_engine_t engine = KVMESH_ENGINE_P2P;   /* of the caches side_open makes */
+static int64_t staging;                              /* and their staging cap */
 
 static void
 side_open(side_t *s, int lo, int hi, const char *spec, int64_t B, int64_t S,
@@ -55,7 +56,7 @@ side_open(side_t *s, int lo, int hi, const char *spec, int64_t B, int64_t S,
     H_OK(kvmesh_meta_create(&mp, &meta));
     kvmesh_cache_params_init(&cp);
     cp.dtype = dt, cp.quant = q, cp.details = det, cp.max_append = A, cp.checked = true;
-    cp.engine = engine;
+    cp.engine = engine, cp.staging_bytes = staging;
     if (open_empty)
         H_OK(kvmesh_cache_init_empty(meta, s->part, &cp, &s->c));
     else
@@ -782,6 +783,9 @@ main(int argc, char **argv)
         scalapack_access(specs[m], KVMESH_QUANT_INT8);
     }
     suite();
+    staging = 2048;                     /* moves in rounds of a few head rows */
+    suite();
+    staging = 0;
     engine = KVMESH_ENGINE_SCALAPACK;   /* the oracle engine: the same checks */
     suite();
     return h_finish("t_insert");

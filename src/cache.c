@@ -73,7 +73,7 @@ check_args(const kvmesh_meta_params_t *mp, const kvmesh_cache_params_t *p)
     int64_t l, b;
 
     if (kvmesh_dtype_size(p->dtype) == 0 || p->max_append < 0 ||
-        (unsigned) p->engine > KVMESH_ENGINE_SCALAPACK ||
+        (unsigned) p->engine > KVMESH_ENGINE_SCALAPACK || p->staging_bytes < 0 ||
         (p->quant != KVMESH_QUANT_NONE && p->quant != KVMESH_QUANT_INT8 &&
          p->quant != KVMESH_QUANT_NF4))
         return KVMESH_ERR_ARG;
@@ -319,6 +319,7 @@ cache_init(const kvmesh_meta_t *meta, const kvmesh_partition_t *part,
         env = getenv("KVMESH_CHECK");
         c->checked = params->checked || (env && !strcmp(env, "1"));
         c->engine = kvm_engine(params->engine);
+        c->staging = params->staging_bytes;
         c->B = mp.batch_size;
         c->S = mp.sequence_length;
         c->A = params->max_append == 0 || params->max_append > c->S

@@ -26,6 +26,7 @@ struct kvmesh_cache {
     char *qcodes;                 /* quantized: codes of one token's heads */
     bool checked;
     kvmesh_engine_t engine;       /* resolved: P2P or SCALAPACK */
+    int64_t staging;              /* redistribution cap per rank, bytes */
     kvm_grids_t grids;            /* BLACS grids over comm, made on demand */
     int64_t B, S, H[2], D[2];
     int64_t A;                    /* largest append (max_append) */

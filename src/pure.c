@@ -258,7 +258,7 @@ kvmesh_cache_gather_into(const kvmesh_cache_t *c, int root, kvmesh_pure_t *pure)
             }
     local = kvm_side_of_cache(&src, c);
     st = pure_side(&dst, pure);
-    st = kvm_redist_move(&src, &dst, 0, comm, c->engine, local > st ? local : st);
+    st = kvm_redist_move(&src, &dst, 0, comm, c, local > st ? local : st);
     for (l = 0; st == KVMESH_SUCCESS && pure && l < 2 * pure->h.nl; l++)
         memcpy(pure->rows[l], src.state + l * pure->h.lo.B,
                (size_t) pure->h.lo.B * sizeof(int32_t));
@@ -489,7 +489,7 @@ kvmesh_cache_scatter(const kvmesh_pure_t *pure, int root, const kvmesh_partition
     KVMESH_GOTO(st, kvm_agree(c->comm, KVMESH_MPI(rc)));
     local = pure_side(&src, (kvmesh_pure_t *) pure);
     st = kvm_side_of_cache(&dst, c);
-    st = kvm_redist_move(&src, &dst, 0, comm, c->engine, local > st ? local : st);
+    st = kvm_redist_move(&src, &dst, 0, comm, c, local > st ? local : st);
     if (st == KVMESH_SUCCESS)
         kvm_redist_rows(&src, c->state, c->B, 0);
     kvm_side_free(&src);

@@ -265,10 +265,20 @@ blist_piece(blist_t *bl, char *base, const kvm_box_t *box, size_t unit,
 
 /* ---- the pieces of a pair -------------------------------------------- */
 
+/* Rounds: a pair's pieces, in the order both ends enumerate them, go into
+ * consecutive rounds of at most `cap` head rows each (a piece's head rows,
+ * slots x heads, bound the block-list entries it adds at either end);
+ * both ends cut the stream at the same pieces. */
+typedef struct {
+    int64_t round, rows;           /* the round being filled, its rows */
+} cut_t;
+
 typedef struct {
     const side_t *src, *dst;
     int64_t slot;                  /* destination row of source row 0 */
     blist_t *send, *recv;          /* my lists of this pair (NULL: not mine) */
+    cut_t *cut;                    /* the pair's rounds so far */
+    int64_t cap, want;             /* rows a round; the round to list */
 } pair_t;
 
 /* Every piece source rank s holds of destination rank d's block of array
@@ -313,6 +323,12 @@ pair_pieces(pair_t *p, int s, int d, int64_t l, int t, int a)
         for (i = 0; i < nd; i++) {
             ns = kvm_side_runs(src, l, L, dr[i].p0, dr[i].p1, bs.d[1], sr);
             for (j = 0; j < ns; j++) {
+                const int64_t rows = (sr[j].p1 - sr[j].p0) * (pc.h1 - pc.h0);
+                if (p->cut->rows && p->cut->rows + rows > p->cap)
+                    p->cut->round++, p->cut->rows = 0;
+                p->cut->rows += rows;
+                if (p->cut->round != p->want)
+                    continue;
                 pc.row = r;
                 pc.n = sr[j].p1 - sr[j].p0;
                 pc.slot[0] = sr[j].slot;
@@ -497,8 +513,8 @@ compatible(const side_t *src, const side_t *dst, int64_t slot)
 /* What each rank tells the others first: its mesh rank on each side, the
  * slot, each side's state hash, its verdict so far, the engine it wants
  * (DEFAULT: none; those who want one must want the same), each side's
- * description hash. */
-#define NINFO 9
+ * description hash, its staging cap (0: none; the smallest one holds). */
+#define NINFO 10
 
 /* Hash of what a member knows of its side's description (0 outside). */
 static uint64_t
@@ -535,8 +551,10 @@ members(const int64_t *info, int np, int col, int nranks, int *parent)
 
 kvmesh_status_t
 kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
-                kvmesh_engine_t engine, kvmesh_status_t local)
+                const kvmesh_cache_t *opts, kvmesh_status_t local)
 {
+    kvmesh_engine_t engine = opts ? opts->engine : KVMESH_ENGINE_DEFAULT;
+    int64_t staging = opts ? opts->staging : 0;
     int64_t mine[NINFO], *info = NULL, i, first[2] = { -1, -1 };
     int np = 0, me = 0, p, s, d, rc, sroot = -1, droot = -1;
     kvmesh_status_t st = KVMESH_SUCCESS;
@@ -545,7 +563,9 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
     blist_t *lists = NULL;
     int nreq = 0, ntypes = 0;
     int32_t *task = NULL;
-    int64_t ntask = 0;
+    int64_t ntask = 0, cap, round, rounds = 1, agreed[2];
+    int np2 = 0;
+    cut_t *cuts = NULL;
     bool all_same;
 
     MPI_Comm_size(comm, &np);
@@ -557,6 +577,7 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
     mine[5] = mine[5] > dst->status ? mine[5] : dst->status;
     mine[6] = engine;              /* DEFAULT: no opinion */
     mine[7] = (int64_t) side_desc(src), mine[8] = (int64_t) side_desc(dst);
+    mine[9] = staging;             /* 0: no opinion */
     info = malloc((size_t) np * NINFO * sizeof *info);
     KVMESH_GOTO(st, kvm_agree(comm, info ? KVMESH_SUCCESS : KVMESH_ERR_NOMEM));
     rc = MPI_Allgather(mine, NINFO, MPI_INT64_T, info, NINFO, MPI_INT64_T, comm);
@@ -572,6 +593,9 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
                                     info[p * NINFO + 6] == engine);
             engine = (kvmesh_engine_t) info[p * NINFO + 6];
         }
+        if (info[p * NINFO + 9] > 0)
+            staging = staging > 0 && staging < info[p * NINFO + 9] ? staging
+                                                                   : info[p * NINFO + 9];
         if (info[p * NINFO] == 0)
             sroot = p;
         if (info[p * NINFO + 1] == 0)
@@ -592,6 +616,8 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
         }
     if (st == KVMESH_SUCCESS && !all_same)
         st = KVMESH_ERR_MISMATCH;
+    if (staging <= 0)
+        staging = KVM_STAGING;
     if (st == KVMESH_SUCCESS && (sroot < 0 || droot < 0))
         st = KVMESH_ERR_ARG;
     if (st != KVMESH_SUCCESS)
@@ -622,53 +648,81 @@ kvm_redist_move(side_t *src, side_t *dst, int64_t slot, MPI_Comm comm,
     }
 
     /* the lists of every pair this rank sends or receives in */
-    lists = calloc((size_t) (2 * (src->h.lo.nranks + dst->h.lo.nranks)), sizeof *lists);
-    req = malloc((size_t) (src->h.lo.nranks + dst->h.lo.nranks) * sizeof *req);
-    types = malloc((size_t) (src->h.lo.nranks + dst->h.lo.nranks) * sizeof *types);
-    if (!lists || !req || !types)
+    np2 = src->h.lo.nranks + dst->h.lo.nranks;
+    lists = calloc((size_t) (2 * np2), sizeof *lists);
+    cuts = malloc((size_t) np2 * sizeof *cuts);
+    req = malloc((size_t) np2 * sizeof *req);
+    types = malloc((size_t) np2 * sizeof *types);
+    if (!lists || !cuts || !req || !types)
         st = KVMESH_ERR_NOMEM;
     if (st == KVMESH_SUCCESS && !(task = plan_get(src, dst, me, &ntask)))
         st = KVMESH_ERR_NOMEM;
-    for (i = 0; st == KVMESH_SUCCESS && i < ntask; i++) {
-        const int32_t *k = &task[4 * i];
-        pair_t pr = { src, dst, slot, NULL, NULL };
-        int a;
-        s = k[0], d = k[1];
-        if (s == src->me)
-            pr.send = &lists[2 * d];                  /* what I send d */
-        if (d == dst->me)
-            pr.recv = &lists[2 * dst->h.lo.nranks + 2 * s + 1];   /* what I get from s */
-        for (a = 0; a < (src->h.quant ? 2 : 1); a++)
-            pair_pieces(&pr, s, d, k[2], k[3], a);
-        if ((pr.send && pr.send->nomem) || (pr.recv && pr.recv->nomem))
-            st = KVMESH_ERR_NOMEM;
+    /* a round's lists and datatypes stay within the staging cap: 64 bytes
+     * an entry is what the lists and MPI's copy of them take at most */
+    cap = staging / 64 / np2 > 1 ? staging / 64 / np2 : 1;
+    for (round = 0; round < rounds; round++) {
+        for (p = 0; cuts && p < np2; p++)
+            cuts[p] = (cut_t) { 0, 0 };
+        for (p = 0; lists && p < 2 * np2; p++)
+            lists[p].n = lists[p].bytes = 0;
+        for (i = 0; st == KVMESH_SUCCESS && i < ntask; i++) {
+            const int32_t *k = &task[4 * i];
+            pair_t pr = { src, dst, slot, NULL, NULL, NULL, cap, round };
+            int a;
+            s = k[0], d = k[1];
+            if (s == src->me)
+                pr.send = &lists[2 * d];                  /* what I send d */
+            if (d == dst->me)
+                pr.recv = &lists[2 * dst->h.lo.nranks + 2 * s + 1];   /* what I get from s */
+            pr.cut = s == src->me ? &cuts[d] : &cuts[dst->h.lo.nranks + s];
+            for (a = 0; a < (src->h.quant ? 2 : 1); a++)
+                pair_pieces(&pr, s, d, k[2], k[3], a);
+            if ((pr.send && pr.send->nomem) || (pr.recv && pr.recv->nomem))
+                st = KVMESH_ERR_NOMEM;
+        }
+        /* every rank learns the verdict and, the first time, how many
+         * rounds the busiest pair needs */
+        agreed[0] = st, agreed[1] = 1;
+        for (p = 0; round == 0 && cuts && p < np2; p++)
+            agreed[1] = cuts[p].round + 1 > agreed[1] ? cuts[p].round + 1 : agreed[1];
+        rc = MPI_Allreduce(MPI_IN_PLACE, agreed, 2, MPI_INT64_T, MPI_MAX, comm);
+        st = rc == MPI_SUCCESS ? (kvmesh_status_t) agreed[0] : KVMESH_MPI(rc);
+        if (round == 0)
+            rounds = agreed[1];
+        st = kvm_agree(comm, st);
+        if (st != KVMESH_SUCCESS)
+            goto fail;
+        /* receives first, then sends, then the local copy, then wait */
+        for (s = 0; rc == MPI_SUCCESS && dst->me >= 0 && s < src->h.lo.nranks; s++)
+            if (src->parent[s] != me)
+                rc = post(&lists[2 * dst->h.lo.nranks + 2 * s + 1], src->parent[s], true,
+                          comm, types, &ntypes, req, &nreq);
+        for (d = 0; rc == MPI_SUCCESS && src->me >= 0 && d < dst->h.lo.nranks; d++)
+            if (dst->parent[d] != me)
+                rc = post(&lists[2 * d], dst->parent[d], false, comm, types, &ntypes, req,
+                          &nreq);
+        if (rc == MPI_SUCCESS && src->me >= 0 && dst->me >= 0)
+            blist_copy(&lists[2 * dst->h.lo.nranks + 2 * src->me + 1], &lists[2 * dst->me]);
+        if (nreq) {
+            int wrc = MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
+            rc = rc == MPI_SUCCESS ? wrc : rc;
+        }
+        for (p = 0; p < ntypes; p++)
+            MPI_Type_free(&types[p]);
+        ntypes = nreq = 0;
+        st = kvm_agree(comm, KVMESH_MPI(rc));
+        if (st != KVMESH_SUCCESS)
+            break;
     }
-    st = kvm_agree(comm, st);
-    if (st != KVMESH_SUCCESS)
-        goto fail;
-    /* receives first, then sends, then the local copy, then wait */
-    for (s = 0; rc == MPI_SUCCESS && dst->me >= 0 && s < src->h.lo.nranks; s++)
-        if (src->parent[s] != me)
-            rc = post(&lists[2 * dst->h.lo.nranks + 2 * s + 1], src->parent[s], true, comm,
-                      types, &ntypes, req, &nreq);
-    for (d = 0; rc == MPI_SUCCESS && src->me >= 0 && d < dst->h.lo.nranks; d++)
-        if (dst->parent[d] != me)
-            rc = post(&lists[2 * d], dst->parent[d], false, comm, types, &ntypes, req, &nreq);
-    if (rc == MPI_SUCCESS && src->me >= 0 && dst->me >= 0)
-        blist_copy(&lists[2 * dst->h.lo.nranks + 2 * src->me + 1], &lists[2 * dst->me]);
-    if (nreq) {
-        int wrc = MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
-        rc = rc == MPI_SUCCESS ? wrc : rc;
-    }
-    st = kvm_agree(comm, KVMESH_MPI(rc));
 fail:
     for (p = 0; p < ntypes; p++)
         MPI_Type_free(&types[p]);
-    for (p = 0; lists && p < 2 * (src->h.lo.nranks + dst->h.lo.nranks); p++) {
+    for (p = 0; lists && p < 2 * np2; p++) {
         free(lists[p].addr);
         free(lists[p].len);
     }
     free(lists);
+    free(cuts);
     free(req);
     free(types);
     free(info);
@@ -717,8 +771,7 @@ kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot
     local = local > st ? local : st;
     if (srcc && srcc == dstc)
         local = KVMESH_ERR_ARG;
-    st = kvm_redist_move(&src, &dst, slot, comm,
-                         dstc ? dstc->engine : KVMESH_ENGINE_DEFAULT, local);
+    st = kvm_redist_move(&src, &dst, slot, comm, dstc, local);
     if (st == KVMESH_SUCCESS && dstc)
         kvm_redist_rows(&src, dstc->state, dstc->B, slot);
     kvm_side_free(&src);
@@ -733,7 +786,7 @@ kvm_redist_insert(kvmesh_cache_t *dstc, const kvmesh_cache_t *srcc, int64_t slot
  * cache's metadata and options, sent from its mesh rank 0. */
 typedef struct {
     kvmesh_meta_params_t meta;
-    int64_t dtype, quant, checked, max_append, nl, engine;
+    int64_t dtype, quant, checked, max_append, nl, engine, staging;
 } reshard_head_t;
 
 kvmesh_status_t
@@ -767,7 +820,7 @@ kvm_redist_reshard(const kvmesh_cache_t *old, const kvmesh_partition_t *part,
         h.meta = old->meta;
         h.dtype = old->dtype, h.quant = old->quant, h.checked = old->checked;
         h.max_append = old->A, h.nl = old->meta.num_hidden_layers;
-        h.engine = old->engine;
+        h.engine = old->engine, h.staging = old->staging;
     }
     rc = MPI_Bcast(&h, (int) sizeof h, MPI_BYTE, root, comm);
     KVMESH_GOTO(st, kvm_agree(comm, KVMESH_MPI(rc)));
@@ -782,7 +835,7 @@ kvm_redist_reshard(const kvmesh_cache_t *old, const kvmesh_partition_t *part,
         kvmesh_cache_params_init(&cp);
         cp.dtype = (kvmesh_dtype_t) h.dtype, cp.quant = (kvmesh_quant_t) h.quant;
         cp.checked = h.checked, cp.max_append = h.max_append, cp.details = det;
-        cp.engine = (kvmesh_engine_t) h.engine;
+        cp.engine = (kvmesh_engine_t) h.engine, cp.staging_bytes = h.staging;
         st = kvmesh_meta_create(&h.meta, &meta);
         if (st == KVMESH_SUCCESS)
             st = kvmesh_cache_init(meta, part, &cp, &c);

@@ -53,13 +53,18 @@ int kvm_side_runs(const kvm_side_t *s, int64_t l, int64_t L, int64_t p0, int64_t
 
 /** Moves the filled positions of src's rows [0, B_src) into dst's rows
  *  [slot, slot + B_src) (kvmesh_cache_insert's semantics), with \p local
- *  the caller's own verdict so far.  Every rank of comm (a private
+ *  the caller's own verdict so far, on the engine and within the staging
+ *  cap of \p opts (the cache whose options apply; NULL: no opinion, the
+ *  other ranks' then hold).  Every rank of comm (a private
  *  communicator) takes part; sides a rank is not in have me = -1.  On
  *  success the caller updates the destination's rows: kvm_redist_rows().
  *  Collective on \p comm. */
 kvmesh_status_t kvm_redist_move(kvm_side_t *src, kvm_side_t *dst, int64_t slot,
-                                MPI_Comm comm, kvmesh_engine_t engine,
+                                MPI_Comm comm, const kvmesh_cache_t *opts,
                                 kvmesh_status_t local);
+
+/** Default staging cap of a move, per rank (block lists and datatypes). */
+#define KVM_STAGING ((int64_t) 64 << 20)
 
 /** The data movement of kvm_redist_move() with ScaLAPACK's p?gemr2d, once
  *  every rank knows both sides and has agreed that the move is valid
