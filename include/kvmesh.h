@@ -535,14 +535,18 @@ kvmesh_cache_insert_index(kvmesh_cache_t *cache, int64_t slot, int64_t count,
  *  min(L, ring) of a SLIDING row (rings of different lengths work, as they
  *  are addressed by position).  Each destination byte comes from one source
  *  replica, by a local copy when the same parent rank holds it, else
- *  storage to storage through MPI datatypes (no staging buffer).  Errors,
- *  on every rank of \p parent, nothing changed: KVMESH_ERR_ARG for a slot
- *  out of range (slot + B_src > B_dst), different layer counts, heads,
- *  head dims, layer kinds, windows, chunks, dtypes or quantization (int8
- *  into bf16 is an error, not a conversion), or src == dst;
+ *  storage to storage through MPI datatypes (no data is staged; the
+ *  transfer descriptions stay within the staging cap, in rounds beyond
+ *  it).  Runs on the destination's engine (kvmesh_cache_engine()).
+ *  Errors, on every rank of \p parent, nothing changed: KVMESH_ERR_ARG for
+ *  a slot out of range (slot + B_src > B_dst), different layer counts,
+ *  heads, head dims, layer kinds, windows, chunks, dtypes or quantization
+ *  (int8 into bf16 is an error, not a conversion), or src == dst;
  *  KVMESH_ERR_CAPACITY when S_src > S_dst; KVMESH_ERR_MISMATCH when ranks
- *  pass different slots; KVMESH_ERR_DIVERGED when a side's replicated
- *  state differs between its ranks.  Old positions of a destination row
+ *  pass different slots or engines, or ranks of one group different
+ *  caches; KVMESH_ERR_DIVERGED when a side's replicated state differs
+ *  between its ranks; KVMESH_ERR_LAYOUT on the ScaLAPACK engine when a
+ *  layout splits head dims while its blocks hold several heads.  Old positions of a destination row
  *  past its new length are left as they were, never visible.  Collective
  *  on \p parent. */
 KVMESH_NODISCARD kvmesh_status_t
@@ -572,22 +576,25 @@ typedef struct kvmesh_pure kvmesh_pure_t;
 
 /** Gathers the whole cache to mesh rank \p root (EasyDeL's to_pure): a new
  *  pure in \p *pure on the root, NULL elsewhere.  Only filled positions
- *  move.  Collective on the mesh communicator. */
+ *  move, on the cache's engine.  KVMESH_ERR_ARG for a root out of range;
+ *  KVMESH_ERR_EMPTY when a layer has no storage.  Collective on the mesh
+ *  communicator. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_gather(const kvmesh_cache_t *cache, int root, kvmesh_pure_t **pure);
 
 /** kvmesh_cache_gather() into an existing pure of this cache's shape and
  *  storage (from an earlier gather), which the root passes and the other
- *  ranks pass as NULL: repeated gathers allocate nothing.  Collective on
- *  the mesh communicator. */
+ *  ranks pass as NULL: repeated gathers allocate no arrays (only the
+ *  transfer's descriptions, within the staging cap, freed on return).
+ *  Collective on the mesh communicator. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_gather_into(const kvmesh_cache_t *cache, int root, kvmesh_pure_t *pure);
 
 /** The inverse of a gather (EasyDeL's from_pure): a new cache in \p *cache
  *  on \p part's mesh with the contents of \p pure, which mesh rank \p root
  *  holds (the other ranks pass NULL).  \p params gives the options
- *  (max_append, checked; NULL: defaults); the storage type, quantization
- *  and layer details are the pure's.  Collective on the partition's mesh
+ *  (max_append, checked, engine, staging_bytes; NULL: defaults); the
+ *  storage type, quantization and layer details are the pure's.  Collective on the partition's mesh
  *  communicator. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_cache_scatter(const kvmesh_pure_t *pure, int root, const kvmesh_partition_t *part,
