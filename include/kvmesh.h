@@ -383,6 +383,14 @@ typedef enum {
     KVMESH_QUANT_NF4
 } kvmesh_quant_t;
 
+/** The values a head vector of \p D f32 elements reads back as from a
+ *  cache quantized with \p quant (NONE: unchanged), exactly: what a
+ *  reference model needs to round its keys and values as kvmesh stores
+ *  them.  \p in and \p out may be the same.  KVMESH_ERR_NOMEM,
+ *  KVMESH_ERR_ARG.  Local. */
+KVMESH_NODISCARD kvmesh_status_t
+kvmesh_quant_roundtrip(kvmesh_quant_t quant, int64_t D, const float *in, float *out);
+
 /** Options of kvmesh_cache_init().
  *
  *  FULL and CHUNK layers store S positions per row.  A SLIDING layer of

@@ -18,6 +18,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dtype.h"
@@ -36,6 +37,35 @@ kvm_quant_scales(kvmesh_quant_t q, int64_t D)
 {
     return q == KVMESH_QUANT_INT8 ? 1
          : q == KVMESH_QUANT_NF4 ? (D + KVM_NF4_BLOCK - 1) / KVM_NF4_BLOCK : 0;
+}
+
+kvmesh_status_t
+kvmesh_quant_roundtrip(kvmesh_quant_t q, int64_t D, const float *in, float *out)
+{
+    const int64_t cb = (kvm_quant_code_bytes(q, D) + 3) / 4 * 4, ns = kvm_quant_scales(q, D);
+    char *codes;
+    float *scales;
+
+    if (!in || !out || D <= 0 || (q != KVMESH_QUANT_NONE && q != KVMESH_QUANT_INT8 &&
+                                  q != KVMESH_QUANT_NF4))
+        return KVMESH_ERR_ARG;
+    if (q == KVMESH_QUANT_NONE) {
+        memmove(out, in, (size_t) D * sizeof *out);
+        return KVMESH_SUCCESS;
+    }
+    codes = malloc((size_t) cb + (size_t) ns * sizeof *scales);
+    if (!codes)
+        return KVMESH_ERR_NOMEM;
+    scales = (float *) (void *) (codes + cb);
+    if (q == KVMESH_QUANT_INT8) {
+        kvm_q8_encode(in, D, (int8_t *) codes, scales);
+        kvm_q8_decode((const int8_t *) codes, scales[0], D, out);
+    } else {
+        kvm_nf4_encode(in, D, (uint8_t *) codes, scales);
+        kvm_nf4_decode((const uint8_t *) codes, scales, 0, D, out);
+    }
+    free(codes);
+    return KVMESH_SUCCESS;
 }
 
 /* ---- the scalar reference and the choice of kernels ----------------- */

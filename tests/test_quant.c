@@ -705,6 +705,34 @@ test_paths(void)
     printf("\n    kernel path of this machine: %s ", best);
 }
 
+/* The public round trip reads back what the reference's codes stand for,
+ * in place too; NONE copies; bad arguments are refused. */
+static void
+test_roundtrip(void)
+{
+    float x[130], y[130], z[130], sc[3];
+    int code[130], i, bad = 0;
+
+    for (i = 0; i < 130; i++)
+        x[i] = (float) sin(0.37 * i) * (float) (1 + i % 7);
+    CU_ASSERT_EQUAL(kvmesh_quant_roundtrip(KVMESH_QUANT_INT8, 130, x, y), KVMESH_SUCCESS);
+    ref_q8(x, 130, code, &sc[0]);
+    for (i = 0; i < 130; i++)
+        bad += y[i] != ref_dequant(REF_Q8, code[i], sc[0]);
+    CU_ASSERT_EQUAL(kvmesh_quant_roundtrip(KVMESH_QUANT_NF4, 130, x, y), KVMESH_SUCCESS);
+    ref_nf4(x, 130, code, sc);
+    for (i = 0; i < 130; i++)
+        bad += y[i] != ref_dequant(REF_NF4, code[i], sc[i / 64]);
+    memcpy(z, x, sizeof z);
+    CU_ASSERT_EQUAL(kvmesh_quant_roundtrip(KVMESH_QUANT_NF4, 130, z, z), KVMESH_SUCCESS);
+    bad += memcmp(z, y, sizeof z) != 0;
+    CU_ASSERT_EQUAL(kvmesh_quant_roundtrip(KVMESH_QUANT_NONE, 130, x, y), KVMESH_SUCCESS);
+    bad += memcmp(x, y, sizeof y) != 0;
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(kvmesh_quant_roundtrip(KVMESH_QUANT_INT8, 0, x, y), KVMESH_ERR_ARG);
+    CU_ASSERT_EQUAL(kvmesh_quant_roundtrip((kvmesh_quant_t) 7, 4, x, y), KVMESH_ERR_ARG);
+}
+
 int
 add_quant_suite(void)
 {
@@ -712,6 +740,7 @@ add_quant_suite(void)
     if (!s)
         return 1;
     return !CU_add_test(s, "first use from 4 threads at once", test_threads) ||
+           !CU_add_test(s, "kvmesh_quant_roundtrip against the reference", test_roundtrip) ||
            !CU_add_test(s, "kernel paths", test_paths) ||
            !CU_add_test(s, "int8 against the reference, error <= scale/2", test_int8) ||
            !CU_add_test(s, "int8 quotients near a tie", test_int8_near_ties) ||
