@@ -38,6 +38,7 @@ typedef struct {
 /* A cache of B rows, S positions, on the ranks [lo, hi) of the world with
  * mesh spec; NULL handles outside. */
 static bool open_empty;   /* side_open makes an empty cache (init_empty) */
+static const kvmesh_mask_detail_t *open_det = det;   /* ... with these layers */
 static kvmesh_engine_t engine = KVMESH_ENGINE_P2P;   /* of the caches side_open makes */
 static int64_t staging;                              /* and their staging cap */
 
@@ -61,7 +62,7 @@ side_open(side_t *s, int lo, int hi, const char *spec, int64_t B, int64_t S,
     mp.key_heads = H[0], mp.value_heads = H[1], mp.key_dim = D[0], mp.value_dim = D[1];
     H_OK(kvmesh_meta_create(&mp, &meta));
     kvmesh_cache_params_init(&cp);
-    cp.dtype = dt, cp.quant = q, cp.details = det, cp.max_append = A, cp.checked = true;
+    cp.dtype = dt, cp.quant = q, cp.details = open_det, cp.max_append = A, cp.checked = true;
     cp.engine = engine, cp.staging_bytes = staging;
     if (open_empty)
         H_OK(kvmesh_cache_init_empty(meta, s->part, &cp, &s->c));
@@ -693,6 +694,22 @@ errors(void)
     }
     st = kvmesh_cache_evict(b.c, 5, 2);
     h_expect_all(st, KVMESH_ERR_ARG, "evict past B");
+    /* details whose padding bytes differ between ranks (a caller's stack)
+     * are the same details: the insert goes through */
+    {
+        kvmesh_mask_detail_t junk[NL];
+        int64_t l;
+        side_close(&c);
+        memset(junk, 0x40 + h_rank, sizeof junk);
+        for (l = 0; l < NL; l++)
+            junk[l].kind = det[l].kind, junk[l].window = det[l].window,
+            junk[l].chunk = det[l].chunk;
+        open_det = junk;
+        side_open(&c, 0, h_size, "", 6, 48, 4, KVMESH_BF16, KVMESH_QUANT_NONE);
+        open_det = det;
+        st = kvmesh_cache_insert(c.c, a.c, 0, MPI_COMM_WORLD);
+        h_expect_all(st, KVMESH_SUCCESS, "details with different padding on each rank");
+    }
     /* an empty cache takes an insert only once every layer has storage */
     side_close(&c);
     open_empty = true;

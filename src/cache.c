@@ -175,12 +175,12 @@ cache_build(kvmesh_cache_t *c, const kvmesh_cache_params_t *p, bool empty)
         kvmesh_view_t *v = &c->views[l];
         v->cache = c;
         v->layer = l;
-        v->detail.kind = KVMESH_MASK_FULL;
+        v->detail = kvm_detail(KVMESH_MASK_FULL, 0, 0);
         if (p->details)
-            v->detail = p->details[l];
+            v->detail = kvm_detail(p->details[l].kind, p->details[l].window,
+                                   p->details[l].chunk);
         else if (c->meta.sliding_window > 0)
-            v->detail = (kvmesh_mask_detail_t) { KVMESH_MASK_SLIDING,
-                                                 c->meta.sliding_window, 0 };
+            v->detail = kvm_detail(KVMESH_MASK_SLIDING, c->meta.sliding_window, 0);
         v->ring = v->detail.kind == KVMESH_MASK_SLIDING;
         v->len = kvm_layout_storage(&c->layout, &v->detail, c->A);
         for (t = 0; t < 2; t++) {

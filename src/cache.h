@@ -2,6 +2,8 @@
 #ifndef KVMESH_CACHE_H
 #define KVMESH_CACHE_H
 
+#include <string.h>
+
 #include "blacs.h"
 #include "kvmesh.h"
 #include "layout.h"
@@ -47,6 +49,19 @@ struct kvmesh_cache {
 /** The engine \p e names; DEFAULT: KVMESH_ENGINE from the environment
  *  ("scalapack"), else P2P.  Local. */
 kvmesh_engine_t kvm_engine(kvmesh_engine_t e);
+
+/** A copy of a layer's detail whose bytes are all defined (padding zero),
+ *  so that details hash and compare alike on every rank whatever the
+ *  caller's struct held. */
+static inline kvmesh_mask_detail_t
+kvm_detail(kvmesh_mask_kind_t kind, int64_t window, int64_t chunk)
+{
+    kvmesh_mask_detail_t d;
+
+    memset(&d, 0, sizeof d);
+    d.kind = kind, d.window = window, d.chunk = chunk;
+    return d;
+}
 
 /** Hash of the replicated per-row state of every layer. */
 uint64_t kvm_cache_state(const kvmesh_cache_t *c);

@@ -17,7 +17,17 @@ kvm_layout_init(kvm_layout_t *lo, const int size[KVMESH_NAXES],
         lo->size[a] = size[a];
         lo->nranks *= size[a];
     }
-    memcpy(lo->rules, rules, sizeof lo->rules);
+    /* field by field: the copy's bytes (padding, unused axes) are zeros,
+     * so layouts hash and compare alike on every rank */
+    for (t = 0; t < 2; t++)
+        for (a = 0; a < KVMESH_NLOGICAL; a++) {
+            const kvmesh_rule_t *r = &rules[t][a];
+            int i;
+            lo->rules[t][a].set = r->set;
+            lo->rules[t][a].naxes = r->naxes;
+            for (i = 0; i < r->naxes && i < KVMESH_NAXES; i++)
+                lo->rules[t][a].axes[i] = r->axes[i];
+        }
     lo->B = B, lo->S = S;
     for (t = 0; t < 2; t++)
         lo->H[t] = H ? H[t] : 1, lo->D[t] = D ? D[t] : 1;

@@ -76,7 +76,7 @@ pure_new(const kvm_side_head_t *h, const kvmesh_meta_params_t *meta,
     kvm_grids_init(&p->grids, MPI_COMM_SELF);
     p->meta = *meta;
     p->h = *h;
-    p->detail = malloc((size_t) nl * sizeof *p->detail);
+    p->detail = calloc((size_t) nl, sizeof *p->detail);
     p->len = malloc((size_t) nl * sizeof *p->len);
     p->arr = calloc((size_t) nl * 4, sizeof *p->arr);
     p->state = calloc((size_t) (nl * 2 * h->lo.B), sizeof *p->state);
@@ -347,10 +347,11 @@ kvmesh_pure_wrap(const kvmesh_meta_params_t *mp, const kvmesh_mask_detail_t *det
     for (l = 0; l < p->h.nl; l++) {
         const kvmesh_pure_layer_t *y = &layers[l];
         kvmesh_mask_detail_t *d = &p->detail[l];
+        *d = kvm_detail(KVMESH_MASK_FULL, 0, 0);
         if (details)
-            *d = details[l];
+            *d = kvm_detail(details[l].kind, details[l].window, details[l].chunk);
         else if (m.sliding_window > 0)
-            *d = (kvmesh_mask_detail_t) { KVMESH_MASK_SLIDING, m.sliding_window, 0 };
+            *d = kvm_detail(KVMESH_MASK_SLIDING, m.sliding_window, 0);
         p->len[l] = canon_len(d, m.sequence_length);
         p->arr[4 * l] = y->key, p->arr[4 * l + 2] = y->value;
         p->arr[4 * l + 1] = (char *) y->key_scales, p->arr[4 * l + 3] = (char *) y->value_scales;
