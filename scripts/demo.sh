@@ -1,10 +1,9 @@
 #!/bin/sh
 # Sets up a fresh Debian machine, builds kvmesh in build/, and runs the main
-# program on 4 local ranks.  Until the decode demo lands, the main program is
-# the benchmark: one cache init and one decode step, each against its
-# baseline, on the default shape (8 layers, batch 8, 4096 positions, 8 kv
-# heads, head dim 128, bf16, mesh tp=2,sp=2).  Extra arguments go to
-# kvmesh-bench.
+# program on 4 local ranks: kvmesh-demo serving a seeded stream of requests
+# with a small tensor- and sequence-parallel transformer (prefill on ranks
+# 0-1 tp=2, decode on ranks 0-3 tp=2,sp=2), checked against a one-process
+# reference.  Extra arguments go to kvmesh-demo (--help lists them).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 sh "$top/scripts/build.sh"
@@ -14,6 +13,4 @@ cd "$top/build"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
-for op in init concat-decode; do
-    mpiexec -n 4 apps/kvmesh-bench --op "$op" "$@" < /dev/null
-done
+mpiexec -n 4 apps/kvmesh-demo --check "$@" < /dev/null

@@ -698,26 +698,40 @@ main(int argc, char **argv)
     if (rank == 0 && st == KVMESH_SUCCESS) {
         const fwd_times_t *ft = &dg.fwd.t;
         const double inside = ft->append + ft->kvmesh + fig.index + fig.insert;
-        printf("\n  %-34s %ld (%ld inserts, %ld evictions)\n", "requests", (long) o.requests,
+        printf("\n  %-28s %ld (%ld inserts, %ld evictions)\n", "requests", (long) o.requests,
                (long) fig.inserts, (long) fig.evictions);
-        printf("  %-34s %ld in %.3f s: %.0f tok/s\n", "prefill tokens", (long) fig.prefill_tokens,
-               fig.prefill, (double) fig.prefill_tokens / fig.prefill);
-        printf("  %-34s %ld in %ld steps, %.3f s: %.0f tok/s\n", "decode tokens",
+        printf("  %-28s %ld in %.3f s: %.0f tok/s\n", "prefill tokens",
+               (long) fig.prefill_tokens, fig.prefill,
+               (double) fig.prefill_tokens / fig.prefill);
+        printf("  %-28s %ld in %ld steps, %.3f s: %.0f tok/s\n", "decode tokens",
                (long) fig.decode_tokens, (long) fig.steps, fig.decode,
                (double) fig.decode_tokens / fig.decode);
-        printf("  %-34s %.3f s, %.1f MB moved\n", "insert + evict", fig.insert,
-               fig.insert_bytes / 1e6);
-        printf("  %-34s %.1f MB\n", "final gather to rank 0", fig.gather_bytes / 1e6);
-        printf("  decode step on rank 0, seconds:   matmuls %.3f  append %.3f  attention %.3f"
-               " (mask + reads %.3f)  merge %.3f  tp allreduce %.3f  index reset %.3f\n",
-               ft->matmul, ft->append, ft->attend, ft->kvmesh, ft->merge, ft->reduce, fig.index);
-        printf("  %-34s %.1f%% (append, mask, reads, index reset, insert, evict)\n",
-               "share inside kvmesh calls", 100.0 * inside / (fig.decode + fig.index + fig.insert));
+        printf("\n  %-28s %10s\n", "time (rank 0)", "seconds");
+        printf("  %-28s %10.3f\n", "prefill (prefill group)", fig.prefill);
+        printf("  %-28s %10.3f   kvmesh\n", "insert + evict", fig.insert);
+        printf("  %-28s %10.3f\n", "decode steps", fig.decode + fig.index);
+        printf("  %-28s %10.3f\n", "  matmuls, norms, head", ft->matmul);
+        printf("  %-28s %10.3f   kvmesh\n", "  append", ft->append);
+        printf("  %-28s %10.3f   of which %.3f in kvmesh (mask, reads)\n", "  attention",
+               ft->attend, ft->kvmesh);
+        printf("  %-28s %10.3f\n", "  merge over sp", ft->merge);
+        printf("  %-28s %10.3f\n", "  allreduce over tp", ft->reduce);
+        printf("  %-28s %10.3f   kvmesh\n", "  idle rows' index reset", fig.index);
+        printf("  %-28s %9.1f%%   of decode + insert time\n", "inside kvmesh calls",
+               100.0 * inside / (fig.decode + fig.index + fig.insert));
+        printf("\n  %-28s %10s\n", "bytes moved", "MB");
+        printf("  %-28s %10.2f   %ld calls\n", "kvmesh_cache_insert", fig.insert_bytes / 1e6,
+               (long) fig.inserts);
+        printf("  %-28s %10.2f\n", "kvmesh_cache_gather", fig.gather_bytes / 1e6);
+        printf("  %-28s %10.2f   rank 0's payload\n", "merge over sp (allreduce)",
+               ft->merge_bytes / 1e6);
+        printf("  %-28s %10.2f   rank 0's payload\n", "allreduce over tp", ft->reduce_bytes / 1e6);
+        printf("\n");
         if (o.check) {
             ok = ok && chk.wrong == 0 && chk.worst <= chk.bound;
-            printf("  %-34s %ld logit vectors, largest |difference| %.3g (bound %.3g); "
+            printf("  check: %ld logit vectors, largest |difference| %.3g (bound %.3g); "
                    "%ld greedy tokens differ at near ties, %ld elsewhere: %s\n",
-                   "check", (long) chk.vectors, chk.worst, chk.bound, (long) chk.ties,
+                   (long) chk.vectors, chk.worst, chk.bound, (long) chk.ties,
                    (long) chk.wrong, ok ? "PASSED" : "FAILED");
         }
     }

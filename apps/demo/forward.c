@@ -186,6 +186,7 @@ merge(fwd_t *f, MPI_Comm kv, int64_t n)
         if (rc == MPI_SUCCESS)
             rc = MPI_Allreduce(MPI_IN_PLACE, f->part, (int) (cnt * (hd + 1)), MPI_FLOAT,
                                MPI_SUM, kv);
+        f->t.merge_bytes += (double) (cnt * (hd + 2)) * sizeof(float);
     }
     for (i = 0; i < cnt; i++)
         for (d = 0; d < hd; d++)
@@ -203,8 +204,10 @@ residual(fwd_t *f, int64_t count)
     int64_t i;
 
     MPI_Comm_size(f->tp, &size);
-    if (size > 1)
+    if (size > 1) {
         rc = MPI_Allreduce(MPI_IN_PLACE, f->att, (int) count, MPI_FLOAT, MPI_SUM, f->tp);
+        f->t.reduce_bytes += (double) count * sizeof(float);
+    }
     for (i = 0; i < count; i++)
         f->x[i] += f->att[i];
     f->t.reduce += MPI_Wtime() - t0;

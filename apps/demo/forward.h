@@ -19,6 +19,7 @@ typedef struct {
     double kvmesh;     /* of which inside kvmesh calls: mask, reads */
     double merge;      /* softmax merge over the kv communicator */
     double reduce;     /* allreduce over tp */
+    double merge_bytes, reduce_bytes;   /* this rank's payload of each */
 } fwd_times_t;
 
 typedef struct {
