@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "kvmesh.h"
 
@@ -48,6 +49,8 @@ typedef struct {
     double fill;       /* insert, gather: filled fraction of the rows */
     int src_ranks;     /* insert: ranks of the source group */
     const char *src_mesh;
+    bool src_mesh_given;
+    const char *plot;          /* all: draw the figures into this PNG */
     const char *engine_name;   /* insert, gather, scatter, reshard: p2p, */
     kvmesh_engine_t engine;    /* scalapack, or both (interleaved) */
     int nengines;
@@ -60,17 +63,27 @@ usage(void)
 {
     if (rank == 0)
         fprintf(stderr,
-            "usage: kvmesh-bench --op init|concat-decode [--layers 8] [--batch 8]\n"
+            "usage: kvmesh-bench --op init|concat-decode|insert|gather|scatter|reshard|all\n"
+            "         [--layers 8] [--batch 8]\n"
             "         [--seq 4096] [--kv-heads 8] [--head-dim 128] [--dtype bf16|f16|f32]\n"
             "         [--mesh tp=2,sp=2] [--reps N] [--inner N] [--window W]\n"
             "         [--quant none|int8|nf4] [--ref-seq S] [--ref-window W] [--json]\n"
             "         [--fill F] [--src-ranks N] [--src-mesh SPEC] [--engine p2p|scalapack|both]\n"
             "               (insert, gather, scatter, reshard; --src-mesh is the request's\n"
             "               mesh for insert, the new one for reshard)\n"
+            "  --op all        every op with its baselines; --plot FILE.png also draws\n"
+            "               decode-append time against cache length and the four\n"
+            "               redistributions' bandwidth against their MPI baselines\n"
             "  --window W      every layer SLIDING with window W (0: FULL)\n"
             "  --ref-seq S, --ref-window W  concat-decode: also time a second cache\n"
             "               (S positions, window W; 0: FULL), interleaved in the same\n"
             "               run, and report seconds / its seconds as ref_ratio\n");
+}
+
+static int
+default_reps(const char *op)
+{
+    return !strcmp(op, "init") ? 5 : !strcmp(op, "concat-decode") ? 51 : 11;
 }
 
 static int
@@ -83,14 +96,14 @@ parse(int argc, char **argv, opts_t *o)
         { "inner", 1, 0, 'i' }, { "ref-seq", 1, 0, 'q' },
         { "window", 1, 0, 'w' }, { "ref-window", 1, 0, 'W' }, { "quant", 1, 0, 'Q' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' },
         { "fill", 1, 0, 'F' }, { "src-ranks", 1, 0, 'R' }, { "src-mesh", 1, 0, 'M' },
-        { "engine", 1, 0, 'E' },
+        { "engine", 1, 0, 'E' }, { "plot", 1, 0, 'P' },
         { 0, 0, 0, 0 }
     };
     int c;
 
     *o = (opts_t) { "init", "tp=2,sp=2", "bf16", 8, 8, 4096, 8, 128, 0, 0, -1,
                     "none", KVMESH_QUANT_NONE, 0, 64, KVMESH_BF16, false, 1.0,
-                    nranks < 2 ? nranks : 2, NULL, "p2p", KVMESH_ENGINE_P2P, 1 };
+                    nranks < 2 ? nranks : 2, NULL, false, NULL, "p2p", KVMESH_ENGINE_P2P, 1 };
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
         case 'o': o->op = optarg; break;
@@ -110,8 +123,9 @@ parse(int argc, char **argv, opts_t *o)
         case 'j': o->json = true; break;
         case 'F': o->fill = atof(optarg); break;
         case 'R': o->src_ranks = atoi(optarg); break;
-        case 'M': o->src_mesh = optarg; break;
+        case 'M': o->src_mesh = optarg, o->src_mesh_given = true; break;
         case 'E': o->engine_name = optarg; break;
+        case 'P': o->plot = optarg; break;
         default: return 1;
         }
     }
@@ -121,7 +135,7 @@ parse(int argc, char **argv, opts_t *o)
     else return 1;
     if (strcmp(o->op, "init") && strcmp(o->op, "concat-decode") &&
         strcmp(o->op, "insert") && strcmp(o->op, "gather") && strcmp(o->op, "reshard") &&
-        strcmp(o->op, "scatter"))
+        strcmp(o->op, "scatter") && strcmp(o->op, "all"))
         return 1;
     if (!o->src_mesh && !strcmp(o->op, "reshard")) {
         static char all_tp[32];
@@ -141,7 +155,7 @@ parse(int argc, char **argv, opts_t *o)
     else if (!strcmp(o->quant_name, "nf4")) o->quant = KVMESH_QUANT_NF4;
     else return 1;
     if (o->reps <= 0)
-        o->reps = !strcmp(o->op, "init") ? 5 : !strcmp(o->op, "concat-decode") ? 51 : 11;
+        o->reps = default_reps(o->op);
     return o->inner <= 0 || o->layers <= 0 || o->batch <= 0 || o->seq <= 0 ||
            o->kv_heads <= 0 || o->head_dim <= 0;
 }
@@ -186,6 +200,11 @@ slowest(double t)
     return t;
 }
 
+/* The last figure reported (rank 0), for --op all. */
+static struct {
+    double bytes, secs, bsecs;
+} last;
+
 static void
 report(const opts_t *o, double bytes, double secs, const char *base, double bsecs,
        double ref_secs, double cold_secs)
@@ -195,6 +214,7 @@ report(const opts_t *o, double bytes, double secs, const char *base, double bsec
 
     if (rank != 0)
         return;
+    last.bytes = bytes, last.secs = secs, last.bsecs = bsecs;
     len += (size_t) snprintf(extra, sizeof extra, ",\"window\":%ld,\"quant\":\"%s\"",
                              (long) o->window, o->quant_name);
     if (ref_secs > 0.0)
@@ -648,6 +668,8 @@ report_redist(const opts_t *o, const char *engine, double moved, double secs, co
 
     if (rank != 0)
         return;
+    if (strcmp(engine, "scalapack"))
+        last.bytes = moved, last.secs = secs, last.bsecs = bsecs;
     if (sl > 0) {
         snprintf(extra, sizeof extra, ",\"speedup_vs_scalapack\":%.4g,\"speedup_bound\":%.4g",
                  sl / secs, sl / bsecs);
@@ -1014,6 +1036,103 @@ bench_reshard(const opts_t *o, kvmesh_mesh_t *mesh)
     return st;
 }
 
+static kvmesh_status_t
+bench_one(const opts_t *o, kvmesh_mesh_t *mesh)
+{
+    creation = 0;
+    return !strcmp(o->op, "init") ? bench_init(o, mesh)
+         : !strcmp(o->op, "insert") ? bench_insert(o, mesh)
+         : !strcmp(o->op, "gather") || !strcmp(o->op, "scatter") ? bench_gather(o, mesh)
+         : !strcmp(o->op, "reshard") ? bench_reshard(o, mesh) : bench_decode(o, mesh);
+}
+
+/* Draws the figures with gnuplot (rank 0): decode-append time per step
+ * against cache length, kvmesh and its memcpy baseline; and the four
+ * redistributions' bandwidth against their MPI baselines. */
+static int
+plot(const opts_t *o, const double (*dec)[3], int nd, const double (*red)[2])
+{
+    static const char *const names[4] = { "insert", "gather", "scatter", "reshard" };
+    char dir[] = "/tmp/kvmesh-plot-XXXXXX", path[2][64], cmd[4096];
+    FILE *f;
+    int i, rc;
+
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path[0], sizeof path[0], "%s/decode.dat", dir);
+    snprintf(path[1], sizeof path[1], "%s/redist.dat", dir);
+    if (!(f = fopen(path[0], "w")))
+        return -1;
+    for (i = 0; i < nd; i++)
+        fprintf(f, "%.0f %.6g %.6g\n", dec[i][0], dec[i][1] * 1e6, dec[i][2] * 1e6);
+    fclose(f);
+    if (!(f = fopen(path[1], "w")))
+        return -1;
+    for (i = 0; i < 4; i++)
+        fprintf(f, "%d %s %.4g %.4g\n", i, names[i], red[i][0], red[i][1]);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "gnuplot -e \"set terminal pngcairo size 1200,480 noenhanced; set output '%s';"
+             "set multiplot layout 1,2 title 'kvmesh-bench, %d ranks, mesh %s';"
+             "set title 'decode step (every layer, n = 1)'; set logscale x 2;"
+             "set xlabel 'cache length (positions)'; set ylabel 'microseconds per step';"
+             "set yrange [0:*]; set key bottom right; plot '%s' u 1:2 w lp t 'kvmesh append', "
+             "'' u 1:3 w lp t 'memcpy of its bytes';"
+             "unset logscale x; set title 'redistribution, GB/s'; set ylabel 'GB/s';"
+             "set xlabel ''; set style data histograms; set style fill solid 0.6;"
+             "set boxwidth 0.9; set key default; set key inside top left reverse Left;"
+             "set yrange [0:*];"
+             "plot '%s' u 3:xtic(2) t 'kvmesh (p2p engine)', "
+             "'' u 4 t 'MPI baseline, same bytes';"
+             "unset multiplot\"", o->plot, nranks, o->mesh, path[0], path[1]);
+    rc = system(cmd);
+    remove(path[0]);
+    remove(path[1]);
+    rmdir(dir);
+    return rc;
+}
+
+/* Every op with its baselines; with --plot, decode at several cache
+ * lengths too, and the figures drawn. */
+static kvmesh_status_t
+bench_all(const opts_t *o, kvmesh_mesh_t *mesh)
+{
+    static const char *const ops[6] = { "init", "concat-decode", "insert", "gather", "scatter",
+                                        "reshard" };
+    static const int64_t lengths[6] = { 512, 1024, 2048, 4096, 8192, 16384 };
+    double dec[6][3], red[4][2];
+    kvmesh_status_t st = KVMESH_SUCCESS;
+    int i, nd = 0;
+    char all_tp[32];
+
+    snprintf(all_tp, sizeof all_tp, "tp=%d", nranks);
+    for (i = 0; i < 6 && st == KVMESH_SUCCESS; i++) {
+        opts_t one = *o;
+        one.op = ops[i];
+        one.reps = default_reps(ops[i]);
+        if (!strcmp(ops[i], "reshard") && !o->src_mesh_given)
+            one.src_mesh = all_tp;
+        if (i >= 2 && o->nengines == 1 && o->engine == KVMESH_ENGINE_P2P)
+            one.reps = 5;
+        st = bench_one(&one, mesh);
+        if (i >= 2)
+            red[i - 2][0] = last.bytes / last.secs / 1e9, red[i - 2][1] = last.bytes / last.bsecs / 1e9;
+    }
+    for (i = 0; o->plot && i < 6 && st == KVMESH_SUCCESS; i++) {
+        opts_t one = *o;
+        one.op = "concat-decode", one.seq = lengths[i], one.reps = 21;
+        st = bench_one(&one, mesh);
+        dec[nd][0] = (double) lengths[i], dec[nd][1] = last.secs, dec[nd][2] = last.bsecs;
+        nd++;
+    }
+    if (st == KVMESH_SUCCESS && o->plot && rank == 0 && plot(o, dec, nd, red) != 0) {
+        fprintf(stderr, "kvmesh-bench: gnuplot could not draw %s\n", o->plot);
+        st = KVMESH_ERR_ARG;
+    }
+    MPI_Bcast(&st, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    return st;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1031,10 +1150,7 @@ main(int argc, char **argv)
     }
     st = kvmesh_mesh_create(MPI_COMM_WORLD, o.mesh, &mesh);
     if (st == KVMESH_SUCCESS)
-        st = !strcmp(o.op, "init") ? bench_init(&o, mesh)
-           : !strcmp(o.op, "insert") ? bench_insert(&o, mesh)
-           : !strcmp(o.op, "gather") || !strcmp(o.op, "scatter") ? bench_gather(&o, mesh)
-           : !strcmp(o.op, "reshard") ? bench_reshard(&o, mesh) : bench_decode(&o, mesh);
+        st = !strcmp(o.op, "all") ? bench_all(&o, mesh) : bench_one(&o, mesh);
     if (st != KVMESH_SUCCESS && rank == 0)
         fprintf(stderr, "kvmesh-bench: %s\n", kvmesh_strerror(st));
     kvmesh_mesh_free(&mesh);

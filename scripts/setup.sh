@@ -4,7 +4,7 @@
 set -eu
 
 pkgs="openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libcunit1-dev
-autoconf automake libtool pkg-config make gcc"
+autoconf automake libtool pkg-config make gcc gnuplot-nox"
 
 missing=""
 for p in $pkgs; do
