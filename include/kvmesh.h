@@ -246,12 +246,10 @@ kvmesh_partition_resolve(const kvmesh_partition_t *part, kvmesh_mode_t mode,
                          const int coords[KVMESH_NAXES], kvmesh_dim_t *dim);
 
 /** Lists the ranks (of the mesh communicator) that hold element \p index of
- *  an array of \p ndims dimensions with the given logical axes and shape,
- *  in \p mode.  KVMESH_ERR_ARG when more than \p max_ranks hold it (the
- *  mesh size is always enough).  Local.
- *  \param [out] ranks      owning ranks, ascending
- *  \param [in]  max_ranks  room in \p ranks
- *  \param [out] nranks     how many */
+ *  an array of \p ndims dimensions with the \p logical axes and \p shape,
+ *  in \p mode, of partition \p part: \p ranks gets them in ascending order
+ *  and \p nranks how many.  KVMESH_ERR_ARG when more than \p max_ranks hold
+ *  it (the mesh size is always enough).  Local. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_partition_owners(const kvmesh_partition_t *part, kvmesh_mode_t mode,
                         int ndims, const kvmesh_logical_t *logical,
@@ -722,8 +720,9 @@ kvmesh_cache_input_block(const kvmesh_cache_t *cache, kvmesh_mode_t mode,
  *  blocks.  Fails, changing nothing, with KVMESH_ERR_TOO_LONG when
  *  n > max_append (chunk a longer prefill into appends of at most
  *  kvmesh_cache_max_append() tokens), and with KVMESH_ERR_CAPACITY when a
- *  row would pass the cache length.  Collective on the mesh communicator.
- *  \param [out] mask  mask info of this append (owned by the view) */
+ *  row would pass the cache length.  \p mask (when not NULL) gets the mask
+ *  info of this append, owned by the view.  \p mode is the input's
+ *  partition mode.  Collective on the mesh communicator. */
 KVMESH_NODISCARD kvmesh_status_t
 kvmesh_view_concatenate(kvmesh_view_t *view, kvmesh_mode_t mode, int64_t n,
                         kvmesh_dtype_t dtype, const void *key,
