@@ -231,7 +231,7 @@ kvmesh_cache_gather_into(const kvmesh_cache_t *c, int root, kvmesh_pure_t *pure)
     kvmesh_status_t st = KVMESH_SUCCESS, local;
     MPI_Comm comm;
     int64_t v = root, l;
-    int rc, t, a;
+    int t, a;
 
     if (!c)
         return KVMESH_ERR_ARG;
@@ -239,8 +239,7 @@ kvmesh_cache_gather_into(const kvmesh_cache_t *c, int root, kvmesh_pure_t *pure)
         (pure && !pure_fits(pure, c)))
         st = KVMESH_ERR_ARG;
     KVMESH_TRY(kvm_agree_same(c->comm, st, &v, 1));
-    rc = MPI_Comm_dup(c->comm, &comm);
-    KVMESH_TRY(kvm_agree(c->comm, KVMESH_MPI(rc)));
+    KVMESH_TRY(kvm_redist_comm(c->comm, &comm));
     /* canonical arrays hold zeros where no position is: past each row's
      * filled slots (the root is a member of the cache: it knows them) */
     for (l = 0; pure && l < pure->h.nl; l++)
@@ -264,7 +263,6 @@ kvmesh_cache_gather_into(const kvmesh_cache_t *c, int root, kvmesh_pure_t *pure)
                (size_t) pure->h.lo.B * sizeof(int32_t));
     kvm_side_free(&src);
     kvm_side_free(&dst);
-    MPI_Comm_free(&comm);
     return st;
 }
 
@@ -486,8 +484,7 @@ kvmesh_cache_scatter(const kvmesh_pure_t *pure, int root, const kvmesh_partition
     st = kvmesh_meta_create(&ph.meta, &meta);
     KVMESH_GOTO(st, kvm_agree(mc, st));
     KVMESH_GOTO(st, kvmesh_cache_init(meta, part, &cp, &c));
-    rc = MPI_Comm_dup(c->comm, &comm);
-    KVMESH_GOTO(st, kvm_agree(c->comm, KVMESH_MPI(rc)));
+    KVMESH_GOTO(st, kvm_redist_comm(c->comm, &comm));
     local = pure_side(&src, (kvmesh_pure_t *) pure);
     st = kvm_side_of_cache(&dst, c);
     st = kvm_redist_move(&src, &dst, 0, comm, c, local > st ? local : st);
@@ -500,8 +497,6 @@ kvmesh_cache_scatter(const kvmesh_pure_t *pure, int root, const kvmesh_partition
         c = NULL;
     }
 fail:
-    if (comm != MPI_COMM_NULL)
-        MPI_Comm_free(&comm);
     (void) kvmesh_cache_free(&c);
     kvmesh_meta_free(&meta);
     free(det);

@@ -76,6 +76,11 @@ kvmesh_status_t kvm_scalapack_move(kvm_side_t *src, kvm_side_t *dst, int64_t slo
  *  rows ([layers][indexs, starts][B]). */
 void kvm_redist_rows(const kvm_side_t *src, int32_t *state, int64_t B, int64_t slot);
 
+/** The engine's private duplicate of \p parent (so that its messages never
+ *  meet the caller's), made on first use and kept on \p parent until it is
+ *  freed; the caller does not free it.  Collective on \p parent. */
+kvmesh_status_t kvm_redist_comm(MPI_Comm parent, MPI_Comm *comm);
+
 /** Rows [0, B_src) of \p src into rows [slot, slot + B_src) of \p dst;
  *  either may be NULL on ranks outside its group.  Collective on
  *  \p parent. */
