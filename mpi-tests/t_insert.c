@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blacs.h"       /* the ScaLAPACK prototypes (it ships no C header) */
 #include "harness.h"
 #include "reference.h"
 
@@ -730,14 +731,6 @@ errors(void)
     side_close(&b);
     side_close(&c);
 }
-
-/* ScaLAPACK ships no C header: the routines this test calls. */
-int Csys2blacs_handle(MPI_Comm comm);
-void Cfree_blacs_system_handle(int handle);
-void Cblacs_gridmap(int *context, int *usermap, int ldumap, int nprow, int npcol);
-void Cblacs_gridexit(int context);
-void Cpigemr2d(int m, int n, int *a, int ia, int ja, int *desca, int *b, int ib, int jb,
-               int *descb, int context);
 
 /* Rows of FULL and CHUNK layers handed to ScaLAPACK in place: pigemr2d
  * from their descriptors to one block on world rank 0 gives the gathered
