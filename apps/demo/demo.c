@@ -481,32 +481,25 @@ prefill(const opts_t *o, group_t *p, request_t *r, check_t *k, ref_model_t *ref,
     int32_t first = 0;
     double t0 = MPI_Wtime(), before = k->seconds;
 
-    if (p->in) {
+    if (p->in)
         st = kvmesh_cache_evict(p->cache, 0, 1);          /* a new request */
-        for (at = 0; st == KVMESH_SUCCESS && at < r->prompt; at += n) {
-            n = r->prompt - at < o->chunk ? r->prompt - at : o->chunk;
+    /* the group runs the chunks; rank 0 checks each chunk's logits (sent
+     * by the group's leader when rank 0 is not in the group: every chunk,
+     * even after a failure, so that nobody waits) */
+    for (at = 0; at < r->prompt && (p->in || (o->check && rank == 0)); at += n) {
+        n = r->prompt - at < o->chunk ? r->prompt - at : o->chunk;
+        if (p->in && st == KVMESH_SUCCESS)
             st = fwd_run(&p->fwd, KVMESH_MODE_PREFILL, n, r->tokens + at, logits);
-            if (st != KVMESH_SUCCESS)
-                break;
-            if (o->check && rank == p->leader && p->leader != 0)
-                MPI_Send(logits, (int) (n * V), MPI_FLOAT, 0, 7, MPI_COMM_WORLD);
-            if (o->check && rank == 0) {
-                if (p->leader != 0)
-                    MPI_Recv(logits, (int) (n * V), MPI_FLOAT, p->leader, 7, MPI_COMM_WORLD,
-                             MPI_STATUS_IGNORE);
-                reference(o, k, ref, r, at, n, logits);
-            }
-            if (at + n == r->prompt && rank == p->leader)
-                first = (int32_t) model_argmax(logits + (n - 1) * V, V);
-        }
-    } else if (o->check && rank == 0) {
-        /* the prefill group sends every chunk's logits here */
-        for (at = 0; at < r->prompt; at += n) {
-            n = r->prompt - at < o->chunk ? r->prompt - at : o->chunk;
-            MPI_Recv(logits, (int) (n * V), MPI_FLOAT, p->leader, 7, MPI_COMM_WORLD,
-                     MPI_STATUS_IGNORE);
+        if (o->check && rank == p->leader && p->leader != 0)
+            MPI_Send(logits, (int) (n * V), MPI_FLOAT, 0, 7, MPI_COMM_WORLD);
+        if (o->check && rank == 0) {
+            if (p->leader != 0)
+                MPI_Recv(logits, (int) (n * V), MPI_FLOAT, p->leader, 7, MPI_COMM_WORLD,
+                         MPI_STATUS_IGNORE);
             reference(o, k, ref, r, at, n, logits);
         }
+        if (at + n == r->prompt && rank == p->leader)
+            first = (int32_t) model_argmax(logits + (n - 1) * V, V);
     }
     MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     MPI_Bcast(&first, 1, MPI_INT32_T, p->leader, MPI_COMM_WORLD);
