@@ -849,13 +849,39 @@ insert_vs_alltoallv(const opts_t *o, kvmesh_cache_t *dst, kvmesh_cache_t *src, i
     return st;
 }
 
+/* Positions the redistribution ops fill in each row: --fill of --seq, at
+ * least one. */
+static int64_t
+filled(const opts_t *o)
+{
+    const int64_t L = (int64_t) (o->fill * (double) o->seq);
+
+    return L > 0 ? L : 1;
+}
+
+/* Rows [0, B) of c hold L positions (their indexs; the bytes are the
+ * zeros of a new cache, which move like any others). */
+static kvmesh_status_t
+fill_rows(kvmesh_cache_t *c, int64_t B, int64_t L)
+{
+    int32_t *idx = malloc((size_t) B * sizeof *idx);
+    kvmesh_status_t st = idx ? KVMESH_SUCCESS : KVMESH_ERR_NOMEM;
+    int64_t row;
+
+    for (row = 0; idx && row < B; row++)
+        idx[row] = (int32_t) L;
+    if (st == KVMESH_SUCCESS)
+        st = kvmesh_cache_insert_index(c, 0, B, idx);
+    free(idx);
+    return st;
+}
+
 static kvmesh_status_t
 bench_insert(const opts_t *o, kvmesh_mesh_t *mesh)
 {
     const int in = rank < o->src_ranks;
     const int64_t slot = o->batch > 3 ? 3 : o->batch - 1;
-    const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
-                    ? (int64_t) (o->fill * (double) o->seq) : 1;
+    const int64_t L = filled(o);
     kvmesh_partition_t *dpart = NULL, *spart = NULL;
     kvmesh_cache_t *dst = NULL, *src = NULL;
     kvmesh_mesh_t *smesh = NULL;
@@ -872,10 +898,8 @@ bench_insert(const opts_t *o, kvmesh_mesh_t *mesh)
         st = kvmesh_mesh_create(group, o->src_mesh, &smesh);
         if (st == KVMESH_SUCCESS)
             st = make_cache(&so, smesh, &spart, &src);
-        if (st == KVMESH_SUCCESS) {
-            int32_t l32 = (int32_t) L;
-            st = kvmesh_cache_insert_index(src, 0, 1, &l32);
-        }
+        if (st == KVMESH_SUCCESS)
+            st = fill_rows(src, 1, L);
     }
     MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     sc = calloc((size_t) nranks, sizeof *sc), rc = calloc((size_t) nranks, sizeof *rc);
@@ -899,15 +923,13 @@ bench_insert(const opts_t *o, kvmesh_mesh_t *mesh)
 static kvmesh_status_t
 bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
 {
-    const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
-                    ? (int64_t) (o->fill * (double) o->seq) : 1;
+    const int64_t L = filled(o);
     double *a = malloc(2 * (size_t) o->reps * sizeof *a);
     double *b = malloc((size_t) o->reps * sizeof *b), *ci = malloc((size_t) o->reps * sizeof *ci);
     kvmesh_partition_t *part = NULL;
     kvmesh_cache_t *c = NULL;
     kvmesh_pure_t *pure = NULL;
     kvmesh_status_t st;
-    int32_t *idx = malloc((size_t) o->batch * sizeof *idx);
     int *counts = malloc((size_t) nranks * sizeof *counts);
     int *displs = malloc((size_t) nranks * sizeof *displs);
     double mine = 0, moved = 0;
@@ -921,10 +943,8 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
     kvmesh_cache_params_init(&sp);
     sp.engine = o->engine;
     st = make_cache(o, mesh, &part, &c);
-    for (row = 0; idx && row < o->batch; row++)
-        idx[row] = (int32_t) L;
     if (st == KVMESH_SUCCESS)
-        st = kvmesh_cache_insert_index(c, 0, o->batch, idx);
+        st = fill_rows(c, o->batch, L);
     if (st == KVMESH_SUCCESS)
         st = kvmesh_cache_gather(c, 0, &pure);     /* allocated once, reused */
     for (row = 0; row < o->batch; row++)
@@ -994,21 +1014,18 @@ bench_gather(const opts_t *o, kvmesh_mesh_t *mesh)
     kvmesh_pure_free(&pure);
     kvmesh_cache_free(&c);
     kvmesh_partition_free(&part);
-    free(a), free(b), free(ci), free(idx), free(counts), free(displs), free(sbuf), free(rbuf);
+    free(a), free(b), free(ci), free(counts), free(displs), free(sbuf), free(rbuf);
     return st;
 }
 
 static kvmesh_status_t
 bench_reshard(const opts_t *o, kvmesh_mesh_t *mesh)
 {
-    const int64_t L = (int64_t) (o->fill * (double) o->seq) > 0
-                    ? (int64_t) (o->fill * (double) o->seq) : 1;
+    const int64_t L = filled(o);
     kvmesh_partition_t *part = NULL, *dpart = NULL;
     kvmesh_cache_t *c = NULL, *d = NULL;
     kvmesh_mesh_t *dmesh = NULL;
     kvmesh_status_t st;
-    int64_t row;
-    int32_t *idx = malloc((size_t) o->batch * sizeof *idx);
     int *sc = calloc((size_t) nranks, sizeof *sc), *rc = calloc((size_t) nranks, sizeof *rc);
     double moved = 0;
 
@@ -1017,10 +1034,8 @@ bench_reshard(const opts_t *o, kvmesh_mesh_t *mesh)
         st = kvmesh_mesh_create(MPI_COMM_WORLD, o->src_mesh, &dmesh);
     if (st == KVMESH_SUCCESS)
         st = make_cache(o, dmesh, &dpart, &d);
-    for (row = 0; idx && row < o->batch; row++)
-        idx[row] = (int32_t) L;
     if (st == KVMESH_SUCCESS)
-        st = kvmesh_cache_insert_index(c, 0, o->batch, idx);
+        st = fill_rows(c, o->batch, L);
     if (!sc || !rc)
         st = KVMESH_ERR_NOMEM;
     else
@@ -1032,7 +1047,7 @@ bench_reshard(const opts_t *o, kvmesh_mesh_t *mesh)
     kvmesh_partition_free(&part);
     kvmesh_partition_free(&dpart);
     kvmesh_mesh_free(&dmesh);
-    free(idx), free(sc), free(rc);
+    free(sc), free(rc);
     return st;
 }
 
